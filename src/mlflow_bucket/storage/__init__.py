@@ -1,0 +1,83 @@
+"""Object stores: one small interface over GCS, S3, a local folder and memory."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from .base import ListPage, ObjectInfo, ObjectStore
+from .errors import (
+    AlreadyExists,
+    InvalidKey,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    StorageError,
+    TransientError,
+)
+from .retry import RetryPolicy
+
+__all__ = [
+    "AlreadyExists",
+    "InvalidKey",
+    "ListPage",
+    "NotFound",
+    "ObjectInfo",
+    "ObjectStore",
+    "PermissionDenied",
+    "PreconditionFailed",
+    "RetryPolicy",
+    "StorageError",
+    "TransientError",
+    "open_store",
+    "split_uri",
+]
+
+SCHEMES = ("gs", "gcs", "s3", "file", "memory")
+
+
+def split_uri(uri: str) -> tuple[str, str, str]:
+    """``scheme://bucket/root`` -> (scheme, bucket, root); a bare path is file."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme in ("", "file") or (len(scheme) == 1 and uri[1:3] in (":\\", ":/")):
+        path = unquote(parts.path) if scheme == "file" else uri
+        return "file", "", path
+    if scheme not in SCHEMES:
+        raise ValueError(
+            f"unsupported store URI {uri!r}: expected one of "
+            "gs://bucket/prefix, s3://bucket/prefix, memory://name/prefix or a local path"
+        )
+    if not parts.netloc:
+        raise ValueError(f"store URI {uri!r} names no bucket")
+    return ("gs" if scheme == "gcs" else scheme), parts.netloc, parts.path.strip("/")
+
+
+def open_store(uri: str, **options: Any) -> ObjectStore:
+    """Open the object store a URI names.
+
+    ``options`` go to the backend: for gs:// and s3:// they are the
+    storage options gcsfs and s3fs take (endpoint_url, token, key, ...);
+    credentials otherwise come from the clouds' usual places.
+    """
+    scheme, bucket, root = split_uri(uri)
+    retry = options.pop("retry", None)
+    concurrency = options.pop("concurrency", None)
+    common: dict[str, Any] = {"retry": retry}
+    if concurrency:
+        common["concurrency"] = concurrency
+    if scheme == "file":
+        from .local import LocalStore
+
+        return LocalStore(root, **common)
+    if scheme == "memory":
+        from .memory import MemoryStore
+
+        return MemoryStore(bucket, root, **common)
+    if scheme == "gs":
+        from .gcs import GcsStore
+
+        return GcsStore(bucket, root, storage_options=options, **common)
+    from .s3 import S3Store
+
+    return S3Store(bucket, root, storage_options=options, **common)

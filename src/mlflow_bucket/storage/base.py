@@ -1,0 +1,307 @@
+"""The object-store interface every backend implements.
+
+A store is bound to one bucket and a root prefix inside it; keys are
+relative to that root and use "/" as separator. Backends implement the
+single-attempt primitives (the ``_``-prefixed methods) and classify their
+failures; this class adds key validation, the retry policy, create-if-absent
+that recognises its own earlier attempt, pagination and bounded
+parallelism, the same on every backend.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .errors import AlreadyExists, InvalidKey
+from .retry import RetryPolicy, attempts_of
+
+# Stored with every create-if-absent so that a retry whose first attempt
+# succeeded unseen can recognise the object as its own.
+WRITER_TOKEN = "mlflow-bucket-writer"
+
+DEFAULT_CONCURRENCY = 32
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a HEAD or a listing says about one object."""
+
+    key: str
+    size: int
+    # GCS generation, S3 ETag, local inode+mtime, memory counter: changes on
+    # every write of the key, so it can serve as a precondition.
+    version: str
+    updated: datetime | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a listing, in lexicographic key order."""
+
+    objects: list[ObjectInfo]
+    prefixes: list[str]
+    next_token: str | None
+
+
+def validate_key(key: str, *, allow_empty: bool = False) -> str:
+    """Refuse keys that would mean different things on different backends."""
+    if not key:
+        if allow_empty:
+            return key
+        raise InvalidKey("empty object key")
+    if "\x00" in key:
+        raise InvalidKey(f"object key contains NUL: {key!r}")
+    if key.startswith("/"):
+        raise InvalidKey(f"object key must be relative: {key!r}")
+    for part in key.split("/"):
+        if part in ("", ".", ".."):
+            raise InvalidKey(f"object key has an empty, '.' or '..' segment: {key!r}")
+    return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """A listing prefix is a key prefix; it may end with '/' or be empty."""
+    if prefix:
+        validate_key(prefix[:-1] if prefix.endswith("/") else prefix)
+    return prefix
+
+
+class ObjectStore(ABC):
+    """One bucket and root prefix; keys are relative to the root."""
+
+    scheme: str = ""
+
+    def __init__(
+        self,
+        bucket: str,
+        root: str = "",
+        *,
+        retry: RetryPolicy | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
+        self.bucket = bucket
+        self.root = root.strip("/")
+        if self.root:
+            validate_key(self.root)
+        self.retry = retry or RetryPolicy.from_env()
+        self.concurrency = concurrency
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    # -- naming ---------------------------------------------------------
+
+    @property
+    def uri(self) -> str:
+        base = f"{self.scheme}://{self.bucket}"
+        return f"{base}/{self.root}" if self.root else base
+
+    def url(self, key: str) -> str:
+        return f"{self.uri}/{key}" if key else self.uri
+
+    def _full(self, key: str) -> str:
+        """The bucket-level object name of a root-relative key."""
+        return f"{self.root}/{key}" if self.root else key
+
+    def _relative(self, name: str) -> str:
+        return name[len(self.root) + 1 :] if self.root else name
+
+    # -- backend primitives: one attempt each ---------------------------
+
+    @abstractmethod
+    def _put(self, key: str, data: bytes, metadata: Mapping[str, str]) -> ObjectInfo:
+        """Write ``key`` unconditionally; readers see all of it or none."""
+
+    @abstractmethod
+    def _create(self, key: str, data: bytes, metadata: Mapping[str, str]) -> ObjectInfo:
+        """Write ``key`` only if absent, atomically; else raise AlreadyExists."""
+
+    @abstractmethod
+    def _get(self, key: str, start: int, end: int | None) -> bytes:
+        """Bytes [start, end) of ``key`` (to the end when ``end`` is None)."""
+
+    @abstractmethod
+    def _head(self, key: str) -> ObjectInfo: ...
+
+    @abstractmethod
+    def _list_page(
+        self,
+        prefix: str,
+        delimiter: str | None,
+        start_after: str | None,
+        max_results: int,
+        token: str | None,
+    ) -> ListPage:
+        """Keys under ``prefix`` strictly after ``start_after``, sorted."""
+
+    @abstractmethod
+    def _delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error."""
+
+    def _server_time(self) -> datetime:
+        """The store's clock (the Date header of a cheap request)."""
+        from datetime import UTC
+
+        return datetime.now(UTC)
+
+    # -- public API: validated and retried --------------------------------
+
+    def put(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
+        validate_key(key)
+        return self.retry.call(lambda: self._put(key, data, metadata or {}), f"put {self.url(key)}")
+
+    def create(
+        self, key: str, data: bytes, metadata: Mapping[str, str] | None = None
+    ) -> ObjectInfo:
+        """Create ``key`` if it does not exist; raise AlreadyExists otherwise.
+
+        Exactly one of any number of concurrent creators of a key succeeds.
+        A retried attempt that finds the key taken checks the writer token
+        stored with it: if the winner was this call's own earlier attempt
+        (its answer lost to a reset or a 5xx), that is success.
+        """
+        validate_key(key)
+        token = uuid.uuid4().hex
+        meta = {**(metadata or {}), WRITER_TOKEN: token}
+
+        def attempt(n: int) -> ObjectInfo:
+            try:
+                return self._create(key, data, meta)
+            except AlreadyExists:
+                if n > 1:
+                    info = self._head(key)
+                    if info.metadata.get(WRITER_TOKEN) == token:
+                        return info
+                raise
+
+        return attempts_of(attempt, self.retry, f"create {self.url(key)}")
+
+    def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        validate_key(key)
+        if start < 0 or (end is not None and end < start):
+            raise ValueError(f"bad byte range [{start}, {end}) for {self.url(key)}")
+        if end is not None and end == start:
+            return b""
+        return self.retry.call(lambda: self._get(key, start, end), f"get {self.url(key)}")
+
+    def head(self, key: str) -> ObjectInfo:
+        validate_key(key)
+        return self.retry.call(lambda: self._head(key), f"head {self.url(key)}")
+
+    def exists(self, key: str) -> bool:
+        from .errors import NotFound
+
+        try:
+            self.head(key)
+        except NotFound:
+            return False
+        return True
+
+    def list_page(
+        self,
+        prefix: str = "",
+        *,
+        delimiter: str | None = None,
+        start_after: str | None = None,
+        max_results: int = MAX_PAGE,
+        token: str | None = None,
+    ) -> ListPage:
+        """One page of keys under ``prefix``, after ``start_after`` (exclusive).
+
+        With a delimiter, keys containing it after the prefix are rolled up
+        into ``prefixes`` (each ending with the delimiter).
+        """
+        validate_prefix(prefix)
+        if not 1 <= max_results <= MAX_PAGE:
+            raise ValueError(f"max_results must be in 1..{MAX_PAGE}: {max_results}")
+        return self.retry.call(
+            lambda: self._list_page(prefix, delimiter, start_after, max_results, token),
+            f"list {self.url(prefix)}",
+        )
+
+    def list_objects(
+        self,
+        prefix: str = "",
+        *,
+        delimiter: str | None = None,
+        start_after: str | None = None,
+    ) -> Iterator[ObjectInfo]:
+        """Every object under ``prefix`` after ``start_after``, page by page."""
+        token: str | None = None
+        while True:
+            page = self.list_page(prefix, delimiter=delimiter, start_after=start_after, token=token)
+            yield from page.objects
+            if not page.next_token:
+                return
+            token = page.next_token
+
+    def list_prefixes(self, prefix: str = "", delimiter: str = "/") -> list[str]:
+        """The "directories" right under ``prefix``."""
+        out: list[str] = []
+        token: str | None = None
+        while True:
+            page = self.list_page(prefix, delimiter=delimiter, token=token)
+            out.extend(page.prefixes)
+            if not page.next_token:
+                return out
+            token = page.next_token
+
+    def delete(self, key: str) -> None:
+        validate_key(key)
+        self.retry.call(lambda: self._delete(key), f"delete {self.url(key)}")
+
+    def server_time(self) -> datetime:
+        return self.retry.call(self._server_time, f"time of {self.uri}")
+
+    # -- bounded parallelism ----------------------------------------------
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.concurrency,
+                    thread_name_prefix=f"mlflow-bucket-{self.scheme}",
+                )
+            return self._pool
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+        """Fetch many objects at once, at most ``concurrency`` in flight."""
+        keys = list(dict.fromkeys(keys))
+        if len(keys) <= 1:
+            return {k: self.get(k) for k in keys}
+        return dict(zip(keys, self._executor().map(self.get, keys), strict=True))
+
+    def put_many(self, items: Mapping[str, bytes]) -> dict[str, ObjectInfo]:
+        """Write many objects at once, at most ``concurrency`` in flight."""
+        keys = list(items)
+        if len(keys) <= 1:
+            return {k: self.put(k, items[k]) for k in keys}
+        infos = self._executor().map(lambda k: self.put(k, items[k]), keys)
+        return dict(zip(keys, infos, strict=True))
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        for _ in self._executor().map(self.delete, keys):
+            pass
+
+    def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+    def __enter__(self) -> ObjectStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r})"
