@@ -14,7 +14,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="One cloud bucket as a team's whole MLflow backend.",
     )
     parser.add_argument("--version", action="version", version=f"mlflow-bucket {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = sub.add_parser(
+        "demo",
+        help="log a sample run into a store (default: a local GCS emulator) and show it",
+    )
+    demo.add_argument("uri", nargs="?", help="gs://bucket/prefix, s3://bucket/prefix or a folder")
+    demo.add_argument(
+        "--no-wait", action="store_true", help="stop the emulator at once instead of on Ctrl-C"
+    )
     return parser
 
 
@@ -24,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    if args.command == "demo":
+        from .demo import run
+
+        return run(args.uri, wait=not args.no_wait)
+    parser.error(f"unknown command {args.command}")
+    return 2
 
 
 if __name__ == "__main__":
