@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .errors import AlreadyExists, InvalidKey
-from .retry import RetryPolicy, attempts_of
+from .errors import AlreadyExists, InvalidKey, NotFound, TransientError
+from .retry import RetryPolicy
 
 # Stored with every create-if-absent so that a retry whose first attempt
 # succeeded unseen can recognise the object as its own.
@@ -163,25 +163,34 @@ class ObjectStore(ABC):
         """Create ``key`` if it does not exist; raise AlreadyExists otherwise.
 
         Exactly one of any number of concurrent creators of a key succeeds.
-        A retried attempt that finds the key taken checks the writer token
-        stored with it: if the winner was this call's own earlier attempt
-        (its answer lost to a reset or a 5xx), that is success.
+        A create that finds the key taken checks the writer token stored
+        with it: if the winner was this call's own earlier attempt (its
+        answer lost to a reset or a 5xx), that is success. The check runs on
+        the first attempt too, because HTTP clients re-send idempotent
+        requests by themselves (aiohttp re-sends a PUT once when a
+        keep-alive connection drops), unseen by the retry policy.
         """
         validate_key(key)
         token = uuid.uuid4().hex
         meta = {**(metadata or {}), WRITER_TOKEN: token}
 
-        def attempt(n: int) -> ObjectInfo:
+        def attempt() -> ObjectInfo:
             try:
                 return self._create(key, data, meta)
             except AlreadyExists:
-                if n > 1:
+                try:
                     info = self._head(key)
-                    if info.metadata.get(WRITER_TOKEN) == token:
-                        return info
+                except NotFound:
+                    raise TransientError(
+                        "object vanished right after a conflict",
+                        operation="create",
+                        url=self.url(key),
+                    ) from None
+                if info.metadata.get(WRITER_TOKEN) == token:
+                    return info
                 raise
 
-        return attempts_of(attempt, self.retry, f"create {self.url(key)}")
+        return self.retry.call(attempt, f"create {self.url(key)}")
 
     def get(self, key: str, start: int = 0, end: int | None = None) -> bytes:
         validate_key(key)
@@ -196,8 +205,6 @@ class ObjectStore(ABC):
         return self.retry.call(lambda: self._head(key), f"head {self.url(key)}")
 
     def exists(self, key: str) -> bool:
-        from .errors import NotFound
-
         try:
             self.head(key)
         except NotFound:

@@ -73,18 +73,3 @@ class RetryPolicy:
             reraise=True,
         )
         return retrying(fn)
-
-
-def attempts_of(fn: Callable[[int], T], policy: RetryPolicy, describe: str) -> T:
-    """Like ``policy.call`` but tells ``fn`` which attempt it is (1-based).
-
-    create-if-absent needs this: an "already exists" on a retry may be the
-    echo of its own earlier attempt that succeeded without an answer.
-    """
-    counter = {"n": 0}
-
-    def attempt() -> T:
-        counter["n"] += 1
-        return fn(counter["n"])
-
-    return policy.call(attempt, describe)

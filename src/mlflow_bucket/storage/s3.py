@@ -49,6 +49,7 @@ class S3Store(ObjectStore):
     # -- client plumbing ----------------------------------------------------
 
     async def _invoke(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        await self.fs.set_session()
         client = await self.fs.get_s3(self.bucket)
         response: dict[str, Any] = await getattr(client, method)(**params)
         body = response.get("Body")
