@@ -1,0 +1,24 @@
+output "bucket_name" {
+  description = "Name of the MLflow bucket."
+  value       = module.mlflow_store.bucket_name
+}
+
+output "tracking_uris" {
+  description = "MLflow tracking URI per project."
+  value       = module.mlflow_store.tracking_uris
+}
+
+output "config_snippets" {
+  description = "Per project, the [tool.mlflow-bucket] TOML for `mlflow-bucket init`."
+  value       = module.mlflow_store.config_snippets
+}
+
+output "writer_policy_arn" {
+  description = "ARN of the writer IAM policy, to attach to more roles."
+  value       = module.mlflow_store.writer_policy_arn
+}
+
+output "reader_policy_arn" {
+  description = "ARN of the reader IAM policy, to attach to more roles."
+  value       = module.mlflow_store.reader_policy_arn
+}
