@@ -23,6 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--no-wait", action="store_true", help="stop the emulator at once instead of on Ctrl-C"
     )
+    doctor = sub.add_parser(
+        "doctor", help="check credentials, access, create-if-absent, clock and latency"
+    )
+    doctor.add_argument("uri", help="gs://bucket/prefix, s3://bucket/prefix or a folder")
     return parser
 
 
@@ -36,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run
 
         return run(args.uri, wait=not args.no_wait)
+    if args.command == "doctor":
+        from .doctor import report
+        from .storage import open_store
+
+        with open_store(args.uri) as store:
+            return report(store)
     parser.error(f"unknown command {args.command}")
     return 2
 
