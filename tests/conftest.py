@@ -76,3 +76,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "store_target" in metafunc.fixturenames:
         backends = getattr(metafunc.module, "BACKENDS", BACKENDS)
         metafunc.parametrize("store_target", backends, indirect=True)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow", action="store_true", help="also run tests marked slow (soak, large files)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
