@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from .errors import AlreadyExists, InvalidKey, NotFound, TransientError
 from .retry import RetryPolicy
@@ -40,6 +41,37 @@ class ObjectInfo:
     version: str
     updated: datetime | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """What a verified transfer needs to know about one object.
+
+    Checksums are the store's own, as it reports them: ``crc32c`` on GCS
+    (composite objects included), ``md5`` where it is the content's MD5 (a
+    GCS ``md5Hash``, an S3 ETag of a single-part upload without KMS), the
+    raw ``etag`` on S3 (``<md5 of part md5s>-N`` for multipart uploads).
+    """
+
+    key: str
+    size: int
+    version: str
+    crc32c: int | None = None
+    md5: bytes | None = None
+    etag: str | None = None
+    # The part size of a multipart upload, when the uploader recorded it
+    # (ours do, in metadata): lets a download re-derive an S3 multipart ETag.
+    part_size: int | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+# Metadata key under which multipart uploads record their part size.
+PART_SIZE_KEY = "mlflow-bucket-part-size"
+
+# Where multipart uploads keep their temporary objects (GCS composite parts),
+# relative to the store's root. Listings of artifacts skip it; a bucket
+# lifecycle rule on this prefix removes parts a crashed process left behind.
+TMP_PREFIX = ".mlflow-bucket-tmp"
 
 
 @dataclass(frozen=True)
@@ -144,6 +176,85 @@ class ObjectStore(ABC):
     @abstractmethod
     def _delete(self, key: str) -> None:
         """Remove ``key``; a missing key is not an error."""
+
+    # -- streaming transfers (storage/transfer.py drives these) -------------
+    #
+    # Defaults work on any backend through the primitives above; the cloud
+    # backends override them to send checksums the server verifies and to
+    # report the checksums it stored.
+
+    # How a transfer is verified end to end: "crc32c", "md5" or "size".
+    verify_kind: str = "size"
+    # Largest number of parts of one multipart upload; 0: no multipart.
+    max_parts: int = 0
+
+    def _put_blob(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        crc32c: int | None,
+        md5: bytes | None,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+    ) -> BlobInfo:
+        """Write ``key`` (one attempt), declaring checksums the server checks."""
+        info = self._put(key, data, metadata)
+        return BlobInfo(key, info.size, info.version, metadata=info.metadata)
+
+    def _get_blob(
+        self, key: str, start: int, end: int | None, version: str | None
+    ) -> tuple[bytes, BlobInfo | None]:
+        """Bytes [start, end) of ``key`` (one attempt), only if still at ``version``.
+
+        The second item carries the checksums the store sent along with a
+        whole-object read, when it sends any.
+        """
+        return self._get(key, start, end), None
+
+    def _stat_blob(self, key: str) -> BlobInfo:
+        info = self._head(key)
+        return BlobInfo(key, info.size, info.version, metadata=info.metadata)
+
+    def mpu_start(self, key: str, *, content_type: str | None, metadata: Mapping[str, str]) -> str:
+        """Begin a multipart upload of ``key``; returns its upload id."""
+        raise NotImplementedError(f"{type(self).__name__} has no multipart uploads")
+
+    def mpu_put_part(
+        self, key: str, upload_id: str, number: int, data: bytes, *, crc32c: int, md5: bytes
+    ) -> str:
+        """Upload part ``number`` (from 1), retried; returns the part's token."""
+        raise NotImplementedError(f"{type(self).__name__} has no multipart uploads")
+
+    def mpu_complete(
+        self,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        *,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+    ) -> BlobInfo:
+        """Assemble the parts, in order, into ``key``; the object appears whole."""
+        raise NotImplementedError(f"{type(self).__name__} has no multipart uploads")
+
+    def mpu_abort(self, key: str, upload_id: str) -> None:
+        """Drop an unfinished upload's parts (best effort, retried)."""
+        raise NotImplementedError(f"{type(self).__name__} has no multipart uploads")
+
+    def upload_file(self, key: str, path: str, **options: Any) -> BlobInfo:
+        """Upload a local file, chunked, parallel and verified (storage/transfer.py)."""
+        from .transfer import Transfers
+
+        with Transfers(self, **options) as transfers:
+            return transfers.upload([(path, key)])[0]
+
+    def download_file(self, key: str, path: str, **options: Any) -> BlobInfo:
+        """Download ``key`` to a local file, chunked, parallel and verified."""
+        from .transfer import Transfers
+
+        with Transfers(self, **options) as transfers:
+            return transfers.download([(key, path)])[0]
 
     def _server_time(self) -> datetime:
         """The store's clock (the Date header of a cheap request)."""

@@ -10,7 +10,9 @@ the only one (docs/storage.md).
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -22,8 +24,16 @@ import aiohttp
 from fsspec.asyn import sync
 from gcsfs.core import GCSFileSystem  # the plain class: no gRPC bucket probe
 
-from .base import ListPage, ObjectInfo, ObjectStore
+from .base import PART_SIZE_KEY, TMP_PREFIX, BlobInfo, ListPage, ObjectInfo, ObjectStore
+from .checksums import crc32c_b64, crc32c_from_b64
 from .errors import StorageError, TransientError, error_for_status
+
+log = logging.getLogger(__name__)
+
+# A compose request takes at most 32 sources, and a composite object at
+# most 1024 components in all (intermediate composites count theirs).
+COMPOSE_MAX_SOURCES = 32
+MAX_COMPONENTS = 1024
 
 # Bound every attempt: a hung connection becomes a retryable timeout.
 TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=15, sock_read=60)
@@ -37,6 +47,9 @@ def _parse_time(value: str | None) -> datetime | None:
 
 class GcsStore(ObjectStore):
     scheme = "gs"
+    verify_kind = "crc32c"
+    # Parallel composite uploads: parts are objects composed into the file.
+    max_parts = MAX_COMPONENTS
 
     def __init__(
         self,
@@ -116,8 +129,14 @@ class GcsStore(ObjectStore):
     def _upload(
         self, key: str, data: bytes, metadata: Mapping[str, str], operation: str
     ) -> ObjectInfo:
-        boundary = f"mlflow-bucket-{uuid.uuid4().hex}"
         resource = {"name": self._full(key), "metadata": dict(metadata)}
+        return self._info(self._multipart_post(key, resource, data, operation))
+
+    def _multipart_post(
+        self, key: str, resource: Mapping[str, Any], data: bytes, operation: str
+    ) -> dict[str, Any]:
+        """One-request upload of metadata and media; returns the object resource."""
+        boundary = f"mlflow-bucket-{uuid.uuid4().hex}"
         body = b"".join(
             [
                 f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n".encode(),
@@ -141,7 +160,8 @@ class GcsStore(ObjectStore):
             headers={"Content-Type": f'multipart/related; boundary="{boundary}"'},
             data=body,
         )
-        return self._info(json.loads(out))
+        doc: dict[str, Any] = json.loads(out)
+        return doc
 
     def _put(self, key: str, data: bytes, metadata: Mapping[str, str]) -> ObjectInfo:
         return self._upload(key, data, metadata, "put")
@@ -203,6 +223,174 @@ class GcsStore(ObjectStore):
         if "Date" not in headers:
             raise StorageError("no Date header", operation="time", url=self.uri)
         return parsedate_to_datetime(headers["Date"])
+
+    # -- verified, chunked transfers (storage/transfer.py) --------------------
+
+    def _blob(self, resource: Mapping[str, Any]) -> BlobInfo:
+        crc = resource.get("crc32c")
+        md5 = resource.get("md5Hash")  # composite objects have none
+        metadata = dict(resource.get("metadata") or {})
+        part_size = metadata.get(PART_SIZE_KEY, "")
+        return BlobInfo(
+            key=self._relative(resource["name"]),
+            size=int(resource.get("size", 0)),
+            version=str(resource.get("generation", "")),
+            crc32c=crc32c_from_b64(crc) if crc else None,
+            md5=base64.b64decode(md5) if md5 else None,
+            part_size=int(part_size) if part_size.isdigit() else None,
+            metadata=metadata,
+        )
+
+    def _put_blob(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        crc32c: int | None,
+        md5: bytes | None,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+    ) -> BlobInfo:
+        resource: dict[str, Any] = {"name": self._full(key), "metadata": dict(metadata)}
+        # GCS rejects the upload (400) if the bytes it got do not match these.
+        if crc32c is not None:
+            resource["crc32c"] = crc32c_b64(crc32c)
+        if md5 is not None:
+            resource["md5Hash"] = base64.b64encode(md5).decode()
+        if content_type:
+            resource["contentType"] = content_type
+        return self._blob(self._multipart_post(key, resource, data, "put"))
+
+    def _get_blob(
+        self, key: str, start: int, end: int | None, version: str | None
+    ) -> tuple[bytes, BlobInfo | None]:
+        headers = {}
+        if start or end is not None:
+            headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        params = {"alt": "media"}
+        if version:
+            # A concurrent overwrite must fail the read, not splice two versions.
+            params["ifGenerationMatch"] = version
+        status, answer, body = self._call(
+            "get",
+            key,
+            "GET",
+            self._object_url(key, download=True),
+            ok=(200, 206, 416),
+            params=params,
+            headers=headers,
+        )
+        if status == 416:
+            return b"", None
+        sent = None
+        if status == 200:
+            crc: int | None = None
+            md5: bytes | None = None
+            for part in answer.get("x-goog-hash", "").split(","):
+                label, _, value = part.strip().partition("=")
+                if label == "crc32c" and value:
+                    crc = crc32c_from_b64(value)
+                elif label == "md5" and value:
+                    md5 = base64.b64decode(value)
+            generation = answer.get("x-goog-generation", "")
+            sent = BlobInfo(key, len(body), generation, crc32c=crc, md5=md5)
+        return body, sent
+
+    def _stat_blob(self, key: str) -> BlobInfo:
+        _, _, body = self._call("head", key, "GET", self._object_url(key))
+        return self._blob(json.loads(body))
+
+    def _part_key(self, upload_id: str, name: str) -> str:
+        return f"{TMP_PREFIX}/uploads/{upload_id}/{name}"
+
+    def mpu_start(self, key: str, *, content_type: str | None, metadata: Mapping[str, str]) -> str:
+        # Nothing to create: the parts are plain objects under a fresh prefix.
+        return uuid.uuid4().hex
+
+    def mpu_put_part(
+        self, key: str, upload_id: str, number: int, data: bytes, *, crc32c: int, md5: bytes
+    ) -> str:
+        part = self._part_key(upload_id, f"{number:05d}")
+        info = self.retry.call(
+            lambda: self._put_blob(
+                part, data, crc32c=crc32c, md5=None, content_type=None, metadata={}
+            ),
+            f"upload part {number} of {self.url(key)}",
+        )
+        return info.version
+
+    def _compose(
+        self,
+        key: str,
+        sources: list[tuple[str, str]],
+        content_type: str | None,
+        metadata: Mapping[str, str],
+    ) -> BlobInfo:
+        destination: dict[str, Any] = {"metadata": dict(metadata)}
+        if content_type:
+            destination["contentType"] = content_type
+        doc = {
+            # Pinned generations: exactly the parts this upload wrote.
+            "sourceObjects": [
+                {"name": self._full(name), "generation": generation} for name, generation in sources
+            ],
+            "destination": destination,
+        }
+        _, _, body = self._call(
+            "compose",
+            key,
+            "POST",
+            self._object_url(key) + "/compose",
+            headers={"Content-Type": "application/json"},
+            data=json.dumps(doc).encode(),
+        )
+        return self._blob(json.loads(body))
+
+    def mpu_complete(
+        self,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        *,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+    ) -> BlobInfo:
+        sources = [(self._part_key(upload_id, f"{n:05d}"), gen) for n, gen in sorted(parts)]
+        level = 0
+        while len(sources) > COMPOSE_MAX_SOURCES:
+            # A tree: compose groups of 32 into intermediates, then those.
+            groups = [
+                (self._part_key(upload_id, f"c{level}-{i:04d}"), sources[start : start + 32])
+                for i, start in enumerate(range(0, len(sources), COMPOSE_MAX_SOURCES))
+            ]
+
+            def merge(item: tuple[str, list[tuple[str, str]]]) -> tuple[str, str]:
+                name, group = item
+                info = self.retry.call(
+                    lambda: self._compose(name, group, None, {}), f"compose {self.url(name)}"
+                )
+                return name, info.version
+
+            sources = list(self._executor().map(merge, groups))
+            level += 1
+        info = self.retry.call(
+            lambda: self._compose(key, sources, content_type, metadata),
+            f"compose {self.url(key)}",
+        )
+        self._drop_parts(upload_id)
+        return info
+
+    def mpu_abort(self, key: str, upload_id: str) -> None:
+        self._drop_parts(upload_id)
+
+    def _drop_parts(self, upload_id: str) -> None:
+        prefix = self._part_key(upload_id, "")
+        try:
+            self.delete_many([obj.key for obj in self.list_objects(prefix)])
+        except StorageError as exc:
+            # The file is complete (or the upload failed anyway); leftovers
+            # are only storage, which the documented lifecycle rule reclaims.
+            log.warning("could not delete temporary parts under %s: %s", self.url(prefix), exc)
 
 
 def _error_message(body: bytes) -> str:

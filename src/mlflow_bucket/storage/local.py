@@ -13,17 +13,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .base import ListPage, ObjectInfo, ObjectStore
+from .base import BlobInfo, ListPage, ObjectInfo, ObjectStore, validate_key
 from .errors import AlreadyExists, NotFound, PermissionDenied, StorageError
 
 # Temporary files live here, under the store's folder so that os.link and
 # os.replace stay on one file system; listings skip it.
 TMP_DIR = ".mlflow-bucket-tmp"
+COPY_BUFFER = 1024 * 1024
 
 
 class LocalStore(ObjectStore):
@@ -68,13 +70,18 @@ class LocalStore(ObjectStore):
 
     def _place(self, key: str, data: bytes, exclusive: bool) -> ObjectInfo:
         operation = "create" if exclusive else "put"
-        target = self._file(key)
-        if target.is_dir():
+        if self._file(key).is_dir():
             raise StorageError("a folder has that name", operation=operation, url=self.url(key))
         try:
             tmp = self._write_temp(data)
         except OSError as exc:
             raise self._fail(exc, operation, key) from exc
+        return self._install(key, tmp, exclusive)
+
+    def _install(self, key: str, tmp: Path, exclusive: bool) -> ObjectInfo:
+        """Move the complete temporary file ``tmp`` into place as ``key``."""
+        operation = "create" if exclusive else "put"
+        target = self._file(key)
         try:
             # A concurrent delete may remove the parent folder between mkdir
             # and link (it prunes empty folders): make it again and retry.
@@ -102,6 +109,52 @@ class LocalStore(ObjectStore):
             raise self._fail(exc, operation, key) from exc
         finally:
             tmp.unlink(missing_ok=True)
+
+    # -- whole files, streamed (storage/transfer.py) -------------------------
+
+    def put_file(self, key: str, path: str) -> BlobInfo:
+        """Copy a local file in as ``key``: streamed, never whole in memory,
+        renamed into place once complete and fsync'd."""
+        validate_key(key)
+        if self._file(key).is_dir():
+            raise StorageError("a folder has that name", operation="put", url=self.url(key))
+        tmp_dir = self.path / TMP_DIR
+        tmp = tmp_dir / uuid.uuid4().hex
+        try:
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            with open(path, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, COPY_BUFFER)
+                dst.flush()
+                os.fsync(dst.fileno())
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise self._fail(exc, "put", key) from exc
+        info = self._install(key, tmp, exclusive=False)
+        # Leave no empty temp folder behind in what may be a run's artifacts.
+        with contextlib.suppress(OSError):
+            tmp_dir.rmdir()
+        return BlobInfo(key, info.size, info.version)
+
+    def get_file(self, key: str, path: str) -> BlobInfo:
+        """Copy ``key`` out to a local file, renamed into place once complete."""
+        validate_key(key)
+        head, tail = os.path.split(path)
+        tmp = os.path.join(head, f".{tail}.mlflow-bucket-{uuid.uuid4().hex[:12]}.part")
+        try:
+            with open(self._file(key), "rb") as src:
+                size = os.fstat(src.fileno()).st_size
+                with open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, COPY_BUFFER)
+            os.replace(tmp, path)
+        except IsADirectoryError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise NotFound("no such object", operation="get", url=self.url(key)) from None
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise self._fail(exc, "get", key) from exc
+        return BlobInfo(key, size, "")
 
     def _put(self, key: str, data: bytes, metadata: Mapping[str, str]) -> ObjectInfo:
         return self._place(key, data, exclusive=False)

@@ -10,6 +10,8 @@ retry policy is the only one (docs/storage.md).
 
 from __future__ import annotations
 
+import base64
+import contextlib
 from collections.abc import Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -20,12 +22,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fsspec.asyn import sync
 from s3fs import S3FileSystem
 
-from .base import ListPage, ObjectInfo, ObjectStore
-from .errors import StorageError, TransientError, error_for_status
+from .base import PART_SIZE_KEY, BlobInfo, ListPage, ObjectInfo, ObjectStore
+from .errors import NotFound, StorageError, TransientError, error_for_status
+
+# S3 numbers parts 1..10000.
+MAX_PARTS = 10_000
 
 
 class S3Store(ObjectStore):
     scheme = "s3"
+    verify_kind = "md5"
+    max_parts = MAX_PARTS
 
     def __init__(
         self,
@@ -183,3 +190,142 @@ class S3Store(ObjectStore):
         if not date:
             raise StorageError("no Date header", operation="time", url=self.uri)
         return parsedate_to_datetime(date)
+
+    # -- verified, chunked transfers (storage/transfer.py) --------------------
+
+    def _blob(self, key: str, out: Mapping[str, Any], size: int | None = None) -> BlobInfo:
+        etag = str(out.get("ETag", "")).strip('"')
+        metadata = dict(out.get("Metadata") or {})
+        part_size = metadata.get(PART_SIZE_KEY, "")
+        # Under SSE-KMS and SSE-C the ETag is not an MD5 of anything we sent:
+        # leave it out rather than report a false mismatch.
+        encrypted = str(out.get("ServerSideEncryption", "")).startswith("aws:kms") or bool(
+            out.get("SSECustomerAlgorithm")
+        )
+        simple = not encrypted and "-" not in etag and len(etag) == 32
+        return BlobInfo(
+            key=key,
+            size=int(out.get("ContentLength", 0)) if size is None else size,
+            version=etag,
+            md5=bytes.fromhex(etag) if simple else None,
+            etag=None if encrypted else etag,
+            part_size=int(part_size) if part_size.isdigit() else None,
+            metadata=metadata,
+        )
+
+    def _put_blob(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        crc32c: int | None,
+        md5: bytes | None,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+    ) -> BlobInfo:
+        params: dict[str, Any] = {"Key": self._full(key), "Body": data, "Metadata": dict(metadata)}
+        if md5 is not None:
+            # S3 rejects the upload (400 BadDigest) if the bytes do not match.
+            params["ContentMD5"] = base64.b64encode(md5).decode()
+        if content_type:
+            params["ContentType"] = content_type
+        out = self._call("put", key, "put_object", **params)
+        return self._blob(key, {**out, "Metadata": metadata}, size=len(data))
+
+    def _get_blob(
+        self, key: str, start: int, end: int | None, version: str | None
+    ) -> tuple[bytes, BlobInfo | None]:
+        params: dict[str, Any] = {"Key": self._full(key)}
+        ranged = bool(start) or end is not None
+        if ranged:
+            params["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        if version:
+            # A concurrent overwrite must fail the read, not splice two versions.
+            params["IfMatch"] = f'"{version}"'
+        try:
+            out = self._call("get", key, "get_object", **params)
+        except StorageError as exc:
+            if exc.status == 416:
+                return b"", None
+            raise
+        body = bytes(out["Body"])
+        return body, None if ranged else self._blob(key, out, size=len(body))
+
+    def _stat_blob(self, key: str) -> BlobInfo:
+        return self._blob(key, self._call("head", key, "head_object", Key=self._full(key)))
+
+    def mpu_start(self, key: str, *, content_type: str | None, metadata: Mapping[str, str]) -> str:
+        params: dict[str, Any] = {"Key": self._full(key), "Metadata": dict(metadata)}
+        if content_type:
+            params["ContentType"] = content_type
+        out = self.retry.call(
+            lambda: self._call("put", key, "create_multipart_upload", **params),
+            f"start upload of {self.url(key)}",
+        )
+        return str(out["UploadId"])
+
+    def mpu_put_part(
+        self, key: str, upload_id: str, number: int, data: bytes, *, crc32c: int, md5: bytes
+    ) -> str:
+        out = self.retry.call(
+            lambda: self._call(
+                "put",
+                key,
+                "upload_part",
+                Key=self._full(key),
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+                ContentMD5=base64.b64encode(md5).decode(),
+            ),
+            f"upload part {number} of {self.url(key)}",
+        )
+        return str(out.get("ETag", "")).strip('"')
+
+    def mpu_complete(
+        self,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        *,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+    ) -> BlobInfo:
+        listing = [{"PartNumber": n, "ETag": f'"{etag}"'} for n, etag in sorted(parts)]
+        attempts = 0
+
+        def complete() -> None:
+            nonlocal attempts
+            attempts += 1
+            try:
+                self._call(
+                    "put",
+                    key,
+                    "complete_multipart_upload",
+                    Key=self._full(key),
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": listing},
+                )
+            except NotFound:
+                # NoSuchUpload on a retry: the first attempt completed it and
+                # its answer was lost. The object's ETag, checked by the
+                # caller, tells whether it is really ours.
+                if attempts == 1:
+                    raise
+
+        self.retry.call(complete, f"complete upload of {self.url(key)}")
+        # Read back what the store holds: size and ETag, for verification.
+        return self.retry.call(lambda: self._stat_blob(key), f"head {self.url(key)}")
+
+    def mpu_abort(self, key: str, upload_id: str) -> None:
+        with contextlib.suppress(NotFound):
+            self.retry.call(
+                lambda: self._call(
+                    "delete",
+                    key,
+                    "abort_multipart_upload",
+                    Key=self._full(key),
+                    UploadId=upload_id,
+                ),
+                f"abort upload of {self.url(key)}",
+            )
