@@ -9,7 +9,7 @@ import pytest
 
 from mlflow_bucket.storage import NotFound, ObjectStore
 from mlflow_bucket.storage.checksums import crc32c, crc32c_combine
-from mlflow_bucket.storage.transfer import ChecksumMismatch, Transfers, TransferFailed
+from mlflow_bucket.storage.transfer import TransferFailed, Transfers
 
 MiB = 1024 * 1024
 # The smallest chunk the cloud backends accept (S3's minimum part size).

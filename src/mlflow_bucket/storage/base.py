@@ -242,6 +242,15 @@ class ObjectStore(ABC):
         """Drop an unfinished upload's parts (best effort, retried)."""
         raise NotImplementedError(f"{type(self).__name__} has no multipart uploads")
 
+    def mpu_presign(
+        self, key: str, parts: int, *, content_type: str | None, expires: int = 3600
+    ) -> tuple[str, list[str]]:
+        """Begin a multipart upload whose parts someone else sends: the upload
+        id and, per part, a URL that takes the part's bytes in one PUT with
+        no credentials. Finish with ``mpu_complete`` (tokens may be the
+        parts' ETags as the PUTs answered them) or ``mpu_abort``."""
+        raise NotImplementedError(f"{type(self).__name__} has no multipart uploads")
+
     def upload_file(self, key: str, path: str, **options: Any) -> BlobInfo:
         """Upload a local file, chunked, parallel and verified (storage/transfer.py)."""
         from .transfer import Transfers

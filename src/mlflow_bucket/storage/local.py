@@ -129,10 +129,9 @@ class LocalStore(ObjectStore):
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise self._fail(exc, "put", key) from exc
+        # The temporary folder stays: removing it could pull it from under
+        # a concurrent writer between its mkdir and its open. Listings skip it.
         info = self._install(key, tmp, exclusive=False)
-        # Leave no empty temp folder behind in what may be a run's artifacts.
-        with contextlib.suppress(OSError):
-            tmp_dir.rmdir()
         return BlobInfo(key, info.size, info.version)
 
     def get_file(self, key: str, path: str) -> BlobInfo:
