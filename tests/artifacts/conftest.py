@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,3 +23,15 @@ def artifact_uri(store_target: tuple[str, dict[str, Any], Any], proxy: Any = Non
 @pytest.fixture
 def repo(store_target: tuple[str, dict[str, Any], Any]) -> BucketArtifactRepository:
     return BucketArtifactRepository(artifact_uri(store_target))
+
+
+@pytest.fixture
+def make_repo(
+    store_target: tuple[str, dict[str, Any], Any],
+) -> Callable[..., BucketArtifactRepository]:
+    """A fresh repository in the test's store, optionally ``via`` a fault proxy."""
+
+    def make(via: Any = None) -> BucketArtifactRepository:
+        return BucketArtifactRepository(artifact_uri(store_target, via))
+
+    return make
