@@ -1,0 +1,112 @@
+"""An in-memory view of a log for long-lived processes (a UI server, say).
+
+The view holds the folded state and the number it is at; ``refresh``
+costs one LIST when nothing is new, and is rate-limited to one per
+``max_age`` seconds however many threads ask.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic
+
+from .checkpoint import Base, Checkpoints, Compaction, FoldFn, S, SideObjects
+from .sequence import Log, LogTruncated
+
+log = logging.getLogger(__name__)
+
+
+class LogView(Generic[S]):
+    """The state of ``log`` under ``fold``, kept in memory and refreshed on demand.
+
+    Thread-safe. The fold runs under ``self.lock``; a fold that mutates the
+    state in place rather than returning a new one needs readers to hold
+    that lock too while they look at ``state``.
+    """
+
+    def __init__(
+        self,
+        log: Log,
+        fold: FoldFn[S],
+        initial: S | Callable[[], S],
+        *,
+        dump: Callable[[S, SideObjects], Any] | None = None,
+        load: Callable[[Any], S] | None = None,
+        compaction: Compaction | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.log = log
+        self.checkpoints = Checkpoints(
+            log, fold, initial, dump=dump, load=load, compaction=compaction
+        )
+        self.lock = threading.RLock()
+        self._clock = clock
+        self._state: S | None = None
+        self._seq = -1  # not loaded yet
+        self._base = Base(0, frozenset())
+        self._checked: float | None = None
+        self._tried = 0  # the number at which compaction was last attempted
+
+    @property
+    def seq(self) -> int:
+        """The number of the last log object folded in (-1 before the first refresh)."""
+        return self._seq
+
+    @property
+    def state(self) -> S:
+        """The state as of the last refresh (loading it on first use)."""
+        if self._seq < 0:
+            return self.refresh(max_age=float("inf"))
+        return self._state  # type: ignore[return-value]
+
+    def refresh(self, max_age: float = 1.0) -> S:
+        """Apply new log objects, listing at most once per ``max_age`` seconds."""
+        with self.lock:
+            started = self._clock()
+            if self._seq >= 0 and self._checked is not None and started - self._checked < max_age:
+                return self._state  # type: ignore[return-value]
+            if self._seq < 0:
+                self._cold()
+            else:
+                try:
+                    self._catch_up()
+                except LogTruncated:
+                    # gc deleted objects we had not read: a newer checkpoint covers them.
+                    self._cold()
+            self._checked = started
+            self._compact()
+            return self._state  # type: ignore[return-value]
+
+    def append(self, entries: Iterable[Mapping[str, Any]]) -> int:
+        """Append a batch and refresh up to it, so the caller sees its own write."""
+        seq = self.log.append(entries)
+        with self.lock:
+            if self._seq < seq:
+                self.refresh(max_age=0)
+        return seq
+
+    def _cold(self) -> None:
+        seq, state, base = self.checkpoints.read()
+        self._state, self._seq, self._base = state, seq, base
+
+    def _catch_up(self) -> None:
+        fold = self.checkpoints.fold
+        for record in self.log.records(self._seq):
+            # State and number move together, so a failure part-way leaves
+            # a consistent view that the next refresh continues.
+            self._state = fold(self._state, record.seq, record.entries)  # type: ignore[arg-type]
+            self._seq = record.seq
+
+    def _compact(self) -> None:
+        threshold = self.checkpoints.compaction.threshold
+        if threshold <= 0 or self._seq - max(self._base.newest_listed, self._tried) < threshold:
+            return
+        # Whatever happens (someone else checkpointed, we may not write, the
+        # store is down), do not try again before another threshold's worth.
+        self._tried = self._seq
+        base = self.checkpoints.maybe_compact(self._seq, self._state, self._base)  # type: ignore[arg-type]
+        if base is not None:
+            self._base = base

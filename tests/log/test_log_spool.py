@@ -1,0 +1,290 @@
+"""The write-behind spool: durable, batched, never raising for the network, exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from log_helpers import CountingStore, FlakyStore
+
+from mlflow_bucket.log import Log, Spool
+from mlflow_bucket.log.spool import PAUSE_ENV
+from mlflow_bucket.storage import ObjectStore
+
+LOGS = ["exp/1", "exp/2"]
+
+
+def _seen(store: ObjectStore) -> Counter[tuple[str, int]]:
+    """(writer, i) of every entry in both test logs, with multiplicity."""
+    return Counter(
+        (e["w"], e["i"])
+        for key in LOGS
+        for _, entries in Log(store, key, cache=None).read(0)
+        for e in entries
+    )
+
+
+def _exactly_once(who: str, n: int) -> Counter[tuple[str, int]]:
+    return Counter({(who, i): 1 for i in range(n)})
+
+
+def _enqueue(spool: Spool, who: str, n: int) -> None:
+    for i in range(n):
+        spool.enqueue(LOGS[i % 2], [{"w": who, "i": i}])
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    return tmp_path / "spool"
+
+
+def test_enqueue_returns_at_once_and_the_flusher_batches_per_log(
+    store: ObjectStore, spool_dir: Path
+) -> None:
+    counting = CountingStore(store)
+    with Spool(spool_dir, counting, flush_interval=3600, cache=None) as spool:
+        counting.reset()
+        _enqueue(spool, "me", 10)
+        assert counting.counts == Counter()  # no request inside enqueue
+        assert spool.pending("exp/1") == [{"w": "me", "i": i} for i in (0, 2, 4, 6, 8)]
+        assert spool.flush(timeout=60)
+        assert spool.pending("exp/1") == []
+    # Ten batches, two logs: one append (one object) per log.
+    assert [Log(store, k, cache=None).tail() for k in LOGS] == [1, 1]
+    assert _seen(store) == _exactly_once("me", 10)
+    (record,) = Log(store, "exp/1", cache=None).records(0)
+    assert len(record.batches) == 5  # each enqueue's batch id travels in the object
+
+
+def test_the_flusher_uploads_on_its_own_every_interval(store: ObjectStore, spool_dir: Path) -> None:
+    with Spool(spool_dir, store, flush_interval=0.05, cache=None) as spool:
+        _enqueue(spool, "me", 4)
+        deadline = time.monotonic() + 30
+        while _seen(store) != _exactly_once("me", 4):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+def test_a_large_batch_is_uploaded_without_waiting_for_the_interval(
+    store: ObjectStore, spool_dir: Path
+) -> None:
+    with Spool(spool_dir, store, flush_interval=3600, max_batch_entries=5, cache=None) as spool:
+        spool.enqueue("exp/1", [{"w": "me", "i": i} for i in range(5)])
+        deadline = time.monotonic() + 30
+        while Log(store, "exp/1", cache=None).tail() != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+def test_entries_that_are_not_json_raise_at_the_call(store: ObjectStore, spool_dir: Path) -> None:
+    with Spool(spool_dir, store, cache=None) as spool:
+        with pytest.raises(ValueError, match="JSON"):
+            spool.enqueue("exp/1", [{"x": {1, 2}}])
+        assert spool.pending("exp/1") == []
+
+
+def test_an_unreachable_store_never_raises_and_everything_arrives_later(
+    store: ObjectStore, spool_dir: Path
+) -> None:
+    flaky = FlakyStore(store)
+    flaky.down.set()
+    with Spool(spool_dir, flaky, flush_interval=0.05, cache=None) as spool:
+        _enqueue(spool, "me", 6)
+        assert not spool.flush(timeout=1.0)
+        assert flaky.refused > 0 and spool._flusher.failures > 0
+        flaky.down.clear()
+        assert spool.flush(timeout=60)
+    assert _seen(store) == _exactly_once("me", 6)
+
+
+def test_sync_mode_appends_inside_the_call(store: ObjectStore, spool_dir: Path) -> None:
+    flaky = FlakyStore(store)
+    with Spool(spool_dir, flaky, sync=True, cache=None) as spool:
+        spool.enqueue("exp/1", [{"w": "me", "i": 0}])
+        assert Log(store, "exp/1", cache=None).tail() == 1
+        flaky.down.set()
+        with pytest.raises(Exception, match="unreachable"):
+            spool.enqueue("exp/1", [{"w": "me", "i": 1}])
+        flaky.down.clear()
+
+
+def test_what_a_closed_spool_could_not_upload_goes_with_the_next_one(
+    store: ObjectStore, spool_dir: Path
+) -> None:
+    flaky = FlakyStore(store)
+    flaky.down.set()
+    first = Spool(spool_dir, flaky, flush_interval=0.05, cache=None)
+    _enqueue(first, "me", 5)
+    assert first.close(timeout=0.3) is False
+    assert _seen(store) == Counter()
+    with Spool(spool_dir, store, cache=None) as second:
+        assert second.flush(timeout=60)
+    assert _seen(store) == _exactly_once("me", 5)
+    assert list(spool_dir.iterdir()) == []  # both process folders are gone
+
+
+def test_a_live_spool_is_never_taken_over(store: ObjectStore, spool_dir: Path) -> None:
+    with Spool(spool_dir, store, flush_interval=3600, cache=None) as alive:
+        _enqueue(alive, "alive", 3)
+        with Spool(spool_dir, store, cache=None) as other:
+            assert other.flush(timeout=60)
+            assert _seen(store) == Counter()
+        assert alive.flush(timeout=60)
+    assert _seen(store) == _exactly_once("alive", 3)
+
+
+# -- crashes, for real: a child process killed with SIGKILL -------------------------------
+
+_CHILD = """
+import json, sys, time
+from mlflow_bucket.log import Spool
+from mlflow_bucket.storage import open_store
+
+uri, options, spool_dir, n, interval, then = json.loads(sys.argv[1])
+store = open_store(uri, **options)
+spool = Spool(spool_dir, store, flush_interval=interval, cache=None)
+for i in range(n):
+    spool.enqueue(["exp/1", "exp/2"][i % 2], [{"w": "child", "i": i}])
+print("enqueued", flush=True)
+if then == "hang":
+    time.sleep(600)
+"""
+
+
+def _child(
+    store_target: tuple[str, dict[str, Any], Any],
+    spool_dir: Path,
+    n: int,
+    *,
+    interval: float = 3600,
+    then: str = "hang",
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[str]:
+    uri, options, _ = store_target
+    if uri.startswith("memory://"):
+        pytest.skip("a memory store lives in one process")
+    args = json.dumps([uri, options, str(spool_dir), n, interval, then])
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD, args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_a_spool_killed_right_after_enqueue_is_uploaded_once_by_the_next_process(
+    store_target: tuple[str, dict[str, Any], Any], store: ObjectStore, spool_dir: Path
+) -> None:
+    child = _child(store_target, spool_dir, 7)
+    assert child.stdout is not None and child.stdout.readline().strip() == "enqueued"
+    _kill(child)
+    assert _seen(store) == Counter()
+    with Spool(spool_dir, store, cache=None) as recovering:
+        assert recovering.flush(timeout=60)
+    assert _seen(store) == _exactly_once("child", 7)
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_a_spool_killed_between_append_and_cleanup_is_not_uploaded_twice(
+    store_target: tuple[str, dict[str, Any], Any],
+    store: ObjectStore,
+    spool_dir: Path,
+    tmp_path: Path,
+) -> None:
+    paused = tmp_path / "paused"
+    # The child's flusher appends, writes the log number to `paused` and hangs
+    # before deleting its spool files: the worst moment to die.
+    child = _child(store_target, spool_dir, 1, interval=0.05, env={PAUSE_ENV: str(paused)})
+    deadline = time.monotonic() + 60
+    while not paused.exists():
+        assert time.monotonic() < deadline and child.poll() is None
+        time.sleep(0.05)
+    _kill(child)
+    assert _seen(store) == _exactly_once("child", 1)
+    (proc_dir,) = spool_dir.iterdir()
+    assert any(p.name.startswith("inflight-") for p in proc_dir.iterdir())
+
+    counting = CountingStore(store)
+    with Spool(spool_dir, counting, cache=None) as recovering:
+        assert recovering.flush(timeout=60)
+    assert counting.counts["create"] == 0  # found its batch id in the log: no second append
+    assert _seen(store) == _exactly_once("child", 1)
+    assert Log(store, "exp/1", cache=None).tail() == 1
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_two_processes_recovering_one_dead_spool_upload_it_once(
+    store_target: tuple[str, dict[str, Any], Any], store: ObjectStore, spool_dir: Path
+) -> None:
+    child = _child(store_target, spool_dir, 6)
+    assert child.stdout is not None and child.stdout.readline().strip() == "enqueued"
+    _kill(child)
+    start = threading.Barrier(2)
+    spools: list[Spool] = []
+
+    def recover() -> None:
+        start.wait()
+        spool = Spool(spool_dir, store, cache=None)
+        spools.append(spool)
+        assert spool.flush(timeout=60)
+
+    threads = [threading.Thread(target=recover) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for spool in spools:
+        spool.close()
+    assert _seen(store) == _exactly_once("child", 6)
+
+
+def test_a_clean_exit_flushes_the_spool(
+    store_target: tuple[str, dict[str, Any], Any], store: ObjectStore, spool_dir: Path
+) -> None:
+    child = _child(store_target, spool_dir, 4, then="exit")
+    assert child.wait(timeout=120) == 0
+    assert _seen(store) == _exactly_once("child", 4)
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_a_dead_spool_whose_log_was_compacted_since_is_uploaded_with_a_warning(
+    store: ObjectStore, spool_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past gc's retention window the log cannot say whether an attempt landed.
+
+    The batch goes again (replay is idempotent by design), and says so.
+    """
+    log = Log(store, "exp/1", cache=None)
+    for i in range(3):
+        log.append([{"w": "other", "i": i}])
+    store.delete(log.key(1))
+    store.delete(log.key(2))  # as gc does once a checkpoint covers them
+    dead = spool_dir / "host-1-deadbeef"
+    dead.mkdir(parents=True)
+    (dead / "lock").touch()
+    batch = "0" * 32
+    name = f"{1:012d}-{batch}.json"
+    item = {"version": 1, "log": "exp/1", "batch": batch, "after": 0, "entries": [{"w": "d"}]}
+    (dead / name).write_text(json.dumps(item))
+    marker = {"version": 1, "log": "exp/1", "after": 0, "batches": [batch], "files": [name]}
+    (dead / "inflight-1.json").write_text(json.dumps(marker))
+    with caplog.at_level("WARNING"), Spool(spool_dir, store, cache=None) as spool:
+        assert spool.flush(timeout=60)
+    assert "cannot tell whether spooled batch(es)" in caplog.text
+    assert list(log.read(3)) == [(4, [{"w": "d"}])]
+    assert list(spool_dir.iterdir()) == []
