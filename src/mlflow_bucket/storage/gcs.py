@@ -218,8 +218,10 @@ class GcsStore(ObjectStore):
         self._call("delete", key, "DELETE", self._object_url(key), ok=(200, 204, 404))
 
     def _server_time(self) -> datetime:
-        url = f"{self.fs._location}/storage/v1/b/{quote(self.bucket, safe='')}"
-        _, headers, _ = self._call("time", "", "GET", url)
+        # A one-key listing of the store's own prefix: what a reader may do.
+        url = f"{self.fs._location}/storage/v1/b/{quote(self.bucket, safe='')}/o"
+        params = {"prefix": f"{self.root}/" if self.root else "", "maxResults": "1"}
+        _, headers, _ = self._call("time", "", "GET", url, params=params)
         if "Date" not in headers:
             raise StorageError("no Date header", operation="time", url=self.uri)
         return parsedate_to_datetime(headers["Date"])

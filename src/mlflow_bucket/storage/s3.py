@@ -185,7 +185,11 @@ class S3Store(ObjectStore):
         self._call("delete", key, "delete_object", Key=self._full(key))
 
     def _server_time(self) -> datetime:
-        out = self._call("time", "", "head_bucket")
+        # A one-key listing of the store's own prefix: readers may list it,
+        # while HeadBucket needs ListBucket on the whole bucket.
+        out = self._call(
+            "time", "", "list_objects_v2", Prefix=f"{self.root}/" if self.root else "", MaxKeys=1
+        )
         date = out.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
         if not date:
             raise StorageError("no Date header", operation="time", url=self.uri)
