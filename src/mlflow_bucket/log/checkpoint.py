@@ -99,6 +99,12 @@ class SideObjects:
         self.refs.add(ref)
         return ref
 
+    def put_many(self, items: list[Any]) -> list[str]:
+        """``put`` for many at once, uploaded in parallel."""
+        refs = self._log.write_sides(items, existing=self._existing | self.refs)
+        self.refs.update(refs)
+        return refs
+
     def keep(self, ref: str) -> str:
         """Reference an unchanged side object from the state's checkpoint again.
 

@@ -1,0 +1,823 @@
+"""``BucketTrackingStore``: MLflow's tracking store API on the engine's logs.
+
+Validation, errors and search semantics are MLflow's own (its validators
+and SearchUtils), so that the client and the UI see what MLflow's SQL store
+would give them; deliberate differences are listed in docs/tracking.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from mlflow.entities import (
+    DatasetInput,
+    Experiment,
+    LifecycleStage,
+    Metric,
+    Param,
+    Run,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from mlflow.entities.logged_model import LoggedModel
+from mlflow.entities.logged_model_input import LoggedModelInput
+from mlflow.entities.logged_model_output import LoggedModelOutput
+from mlflow.entities.logged_model_parameter import LoggedModelParameter
+from mlflow.entities.logged_model_status import LoggedModelStatus
+from mlflow.entities.logged_model_tag import LoggedModelTag
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    INVALID_STATE,
+    RESOURCE_ALREADY_EXISTS,
+    RESOURCE_DOES_NOT_EXIST,
+)
+from mlflow.store.entities.paged_list import PagedList
+from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD
+from mlflow.store.tracking.abstract_store import AbstractStore
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_RUN_NAME
+from mlflow.utils.name_utils import _generate_random_name
+from mlflow.utils.search_utils import (
+    SearchExperimentsUtils,
+    SearchLoggedModelsUtils,
+    SearchUtils,
+)
+from mlflow.utils.time import get_current_time_millis
+from mlflow.utils.validation import (
+    _validate_batch_log_data,
+    _validate_batch_log_limits,
+    _validate_experiment_artifact_location_length,
+    _validate_experiment_name,
+    _validate_experiment_tag,
+    _validate_logged_model_name,
+    _validate_metric,
+    _validate_metric_name,
+    _validate_param,
+    _validate_param_keys_unique,
+    _validate_run_id,
+    _validate_tag,
+    _validate_tag_name,
+)
+
+from . import entities
+from .backend import Backend, backend_for
+from .fold import DEFAULT_EXPERIMENT_ID, experiment_id_for, metric_point, register_value
+
+
+def _parse_experiment_id(experiment_id: Any) -> str:
+    """MLflow's SQL store takes integer ids; the same message for anything else."""
+    try:
+        return str(int(experiment_id))
+    except (TypeError, ValueError):
+        raise MlflowException(
+            f"Invalid experiment ID '{experiment_id}'. Experiment ID must be a valid integer.",
+            INVALID_PARAMETER_VALUE,
+        ) from None
+
+
+def _validate_max_results(max_results: Any, allow_null: bool = False) -> None:
+    if (not allow_null and max_results is None) or (
+        max_results is not None and (not isinstance(max_results, int) or max_results < 1)
+    ):
+        raise MlflowException(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be "
+            "a positive integer",
+            INVALID_PARAMETER_VALUE,
+        )
+    if max_results is not None and max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+        raise MlflowException(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at "
+            f"most {SEARCH_MAX_RESULTS_THRESHOLD}",
+            INVALID_PARAMETER_VALUE,
+        )
+
+
+def _stages(view_type: int) -> list[str]:
+    return list(LifecycleStage.view_type_to_stages(view_type))
+
+
+class BucketTrackingStore(AbstractStore):
+    """MLflow tracking store whose whole state lives in a bucket."""
+
+    def __init__(self, store_uri: str, artifact_uri: str | None = None) -> None:
+        super().__init__()
+        self.store_uri = store_uri
+        self.backend: Backend = backend_for(store_uri)
+        self.artifact_root_uri = artifact_uri or self.backend.artifact_root
+        # Run entities by (run id, the doc's revision): a warm search builds
+        # only what changed since the last one.
+        self._run_cache: dict[str, tuple[tuple[Any, ...], Run]] = {}
+
+    # -- experiments -------------------------------------------------------------
+
+    def _experiments(self, fresh: bool = False) -> dict[str, Any]:
+        return self.backend.experiments_state(fresh)["exps"]
+
+    def _experiment_doc(self, experiment_id: Any, view_type: int = ViewType.ALL) -> tuple[str, Any]:
+        eid = _parse_experiment_id(
+            DEFAULT_EXPERIMENT_ID if experiment_id is None else experiment_id
+        )
+        doc = self._experiments().get(eid)
+        if doc is None:
+            # Created by another process since our last look?
+            doc = self._experiments(fresh=True).get(eid)
+        if doc is None or doc["stage"] not in _stages(view_type):
+            raise MlflowException(f"No Experiment with id={eid} exists", RESOURCE_DOES_NOT_EXIST)
+        return eid, doc
+
+    def _experiment_entity(self, eid: str, doc: dict[str, Any]) -> Experiment:
+        return entities.to_experiment(eid, doc, self.artifact_root_uri)
+
+    def _experiment_location(self, eid: str) -> str:
+        _, doc = self._experiment_doc(eid)
+        return entities.experiment_artifact_location(doc, eid, self.artifact_root_uri)
+
+    def search_experiments(
+        self,
+        view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
+        filter_string: str | None = None,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Experiment]:
+        _validate_max_results(max_results)
+        stages = _stages(view_type)
+        experiments = [
+            self._experiment_entity(eid, doc)
+            for eid, doc in self._experiments().items()
+            if doc["stage"] in stages
+        ]
+        filtered = SearchExperimentsUtils.filter(experiments, filter_string)
+        ordered = SearchExperimentsUtils.sort(
+            filtered, order_by or ["creation_time DESC", "experiment_id ASC"]
+        )
+        page, token = SearchUtils.paginate(ordered, page_token, max_results)
+        return PagedList(page, token)
+
+    def create_experiment(
+        self,
+        name: str,
+        artifact_location: str | None = None,
+        tags: Sequence[Any] | None = None,
+    ) -> str:
+        _validate_experiment_name(name)
+        if artifact_location:
+            _validate_experiment_artifact_location_length(artifact_location)
+        for tag in tags or []:
+            _validate_experiment_tag(tag.key, tag.value)
+        if name in self.backend.experiments_state(fresh=True)["names"]:
+            raise MlflowException(
+                f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
+            )
+        entry = {
+            "op": "exp.create",
+            "name": name,
+            "loc": artifact_location or None,
+            "tags": {t.key: t.value for t in tags or []},
+            "time": get_current_time_millis(),
+        }
+        seq = self.backend.append_experiments([entry])
+        # The log decides: a create that another one beat to the name is void.
+        if seq in self.backend.experiments_state()["void"]:
+            raise MlflowException(
+                f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
+            )
+        return experiment_id_for(seq)
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        eid, doc = self._experiment_doc(experiment_id)
+        return self._experiment_entity(eid, doc)
+
+    def get_experiment_by_name(self, experiment_name: str) -> Experiment | None:
+        for fresh in (False, True):
+            state = self.backend.experiments_state(fresh)
+            eid = state["names"].get(experiment_name)
+            if eid is not None:
+                return self._experiment_entity(eid, state["exps"][eid])
+        return None
+
+    def _set_experiment_stage(self, experiment_id: str, stage: str, view: int) -> None:
+        eid, _ = self._experiment_doc(experiment_id, view)
+        now = get_current_time_millis()
+        self.backend.append_experiments(
+            [{"op": "exp.stage", "id": eid, "stage": stage, "time": now}]
+        )
+        # Like MLflow's SQL store, the experiment's runs follow it.
+        with self.backend.experiment_state(eid, fresh=True) as state:
+            run_ids = [r for r, doc in state["runs"].items() if entities.run_exists(doc)]
+        self._write(
+            eid,
+            [
+                {"op": "run.stage", "id": r, "stage": stage, "time": now, "ts": self._ts()}
+                for r in run_ids
+            ],
+        )
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        self._set_experiment_stage(experiment_id, LifecycleStage.DELETED, ViewType.ACTIVE_ONLY)
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        self._set_experiment_stage(experiment_id, LifecycleStage.ACTIVE, ViewType.DELETED_ONLY)
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        _validate_experiment_name(new_name)
+        eid, doc = self._experiment_doc(experiment_id)
+        if doc["stage"] != LifecycleStage.ACTIVE:
+            raise MlflowException("Cannot rename a non-active experiment.", INVALID_STATE)
+        names = self.backend.experiments_state(fresh=True)["names"]
+        if names.get(new_name, eid) != eid:
+            raise MlflowException(
+                f"Experiment(name={new_name}) already exists.", RESOURCE_ALREADY_EXISTS
+            )
+        seq = self.backend.append_experiments(
+            [{"op": "exp.rename", "id": eid, "name": new_name, "time": get_current_time_millis()}]
+        )
+        if seq in self.backend.experiments_state()["void"]:
+            raise MlflowException(
+                f"Experiment(name={new_name}) already exists.", RESOURCE_ALREADY_EXISTS
+            )
+
+    def set_experiment_tag(self, experiment_id: str, tag: Any) -> None:
+        _validate_experiment_tag(tag.key, tag.value)
+        eid, doc = self._experiment_doc(experiment_id)
+        if doc["stage"] != LifecycleStage.ACTIVE:
+            raise MlflowException(
+                f"The experiment {eid} must be in the 'active' state. "
+                f"Current state is {doc['stage']}.",
+                INVALID_PARAMETER_VALUE,
+            )
+        self.backend.append_experiments(
+            [
+                {
+                    "op": "exp.tag",
+                    "id": eid,
+                    "key": tag.key,
+                    "value": tag.value,
+                    "time": get_current_time_millis(),
+                }
+            ]
+        )
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        eid, doc = self._experiment_doc(experiment_id)
+        if doc["stage"] != LifecycleStage.ACTIVE:
+            raise MlflowException(
+                f"The experiment {eid} must be in the 'active' state. "
+                f"Current state is {doc['stage']}.",
+                INVALID_PARAMETER_VALUE,
+            )
+        if key not in doc["tags"]:
+            raise MlflowException(
+                f"No tag with name: {key} in experiment with id {eid}",
+                RESOURCE_DOES_NOT_EXIST,
+            )
+        self.backend.append_experiments(
+            [{"op": "exp.deltag", "id": eid, "key": key, "time": get_current_time_millis()}]
+        )
+
+    # -- runs: reading -------------------------------------------------------------
+
+    def _ts(self) -> int:
+        return self.backend.now_ms()
+
+    def _write(self, eid: str, entries: list[dict[str, Any]]) -> None:
+        if entries:
+            self.backend.write_run_entries(eid, entries)
+
+    @contextmanager
+    def _run_doc(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(experiment id, run doc) under the experiment view's lock."""
+        _validate_run_id(run_id)
+        eid = self.backend.experiment_of_run(run_id)
+        if eid is not None:
+            for fresh in (False, True):
+                with self.backend.experiment_state(eid, fresh=fresh) as state:
+                    doc = state["runs"].get(run_id)
+                    if doc is not None and entities.run_exists(doc):
+                        yield eid, doc
+                        return
+        raise MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
+
+    def _to_run(self, run_id: str, eid: str, doc: dict[str, Any], location: str) -> Run:
+        # The fold stamps a run's doc with the log number of its last change,
+        # and an overlay of our own writes counts its own revisions.
+        rev = (eid, id(doc), doc.get("seq"), doc.get("lrev"))
+        cached = self._run_cache.get(run_id)
+        if cached is not None and cached[0] == rev:
+            return cached[1]
+        run = entities.to_run(run_id, eid, doc, location)
+        self._run_cache[run_id] = (rev, run)
+        return run
+
+    def get_run(self, run_id: str) -> Run:
+        with self._run_doc(run_id) as (eid, doc):
+            return entities.to_run(run_id, eid, doc, self._experiment_location(eid))
+
+    def _check_active(self, run_id: str, doc: dict[str, Any]) -> None:
+        stage = entities.run_stage(doc)
+        if stage != LifecycleStage.ACTIVE:
+            raise MlflowException(
+                f"The run {run_id} must be in the 'active' state. Current state is {stage}.",
+                INVALID_PARAMETER_VALUE,
+            )
+
+    def _active_run(self, run_id: str) -> tuple[str, dict[str, Any]]:
+        with self._run_doc(run_id) as (eid, doc):
+            self._check_active(run_id, doc)
+            return eid, doc
+
+    # -- runs: writing -------------------------------------------------------------
+
+    def create_run(
+        self,
+        experiment_id: str,
+        user_id: str,
+        start_time: int,
+        tags: list[RunTag],
+        run_name: str | None,
+    ) -> Run:
+        eid, doc = self._experiment_doc(experiment_id)
+        if doc["stage"] != LifecycleStage.ACTIVE:
+            raise MlflowException(
+                f"The experiment {eid} must be in the 'active' state. "
+                f"Current state is {doc['stage']}.",
+                INVALID_PARAMETER_VALUE,
+            )
+        tags = list(tags or [])
+        name_tag = next((t.value for t in tags if t.key == MLFLOW_RUN_NAME), None)
+        if run_name and name_tag and run_name != name_tag:
+            raise MlflowException(
+                "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
+                f"different values (run_name='{run_name}', mlflow.runName='{name_tag}').",
+                INVALID_PARAMETER_VALUE,
+            )
+        run_name = run_name or name_tag or _generate_random_name()
+        checked = {t.key: t.value for t in (_validate_tag(t.key, t.value) for t in tags)}
+        checked[MLFLOW_RUN_NAME] = run_name
+        run_id = uuid.uuid4().hex
+        self.backend.write_index([{"op": "idx.run", "id": run_id, "exp": eid}])
+        self._write(
+            eid,
+            [
+                {
+                    "op": "run.create",
+                    "id": run_id,
+                    "user": user_id,
+                    "start": start_time,
+                    "status": "RUNNING",
+                    "tags": checked,
+                    "ts": self._ts(),
+                }
+            ],
+        )
+        return self.get_run(run_id)
+
+    def update_run_info(
+        self, run_id: str, run_status: Any, end_time: int | None, run_name: str | None
+    ) -> RunInfo:
+        eid, _ = self._active_run(run_id)
+        entry: dict[str, Any] = {"op": "run.update", "id": run_id, "ts": self._ts()}
+        if run_status is not None:
+            entry["status"] = RunStatus.to_string(run_status)
+        if end_time is not None:
+            entry["end"] = end_time
+        if run_name:
+            entry["name"] = run_name
+        self._write(eid, [entry])
+        return self.get_run(run_id).info
+
+    def _set_run_stage(self, run_id: str, stage: str) -> None:
+        with self._run_doc(run_id) as (eid, _):
+            pass
+        self._write(
+            eid,
+            [
+                {
+                    "op": "run.stage",
+                    "id": run_id,
+                    "stage": stage,
+                    "time": get_current_time_millis(),
+                    "ts": self._ts(),
+                }
+            ],
+        )
+
+    def delete_run(self, run_id: str) -> None:
+        self._set_run_stage(run_id, LifecycleStage.DELETED)
+
+    def restore_run(self, run_id: str) -> None:
+        self._set_run_stage(run_id, LifecycleStage.ACTIVE)
+
+    def _check_params(self, run_id: str, doc: dict[str, Any], params: list[Param]) -> None:
+        existing = doc["params"]
+        mismatched = [
+            {"key": p.key, "old_value": existing[p.key], "new_value": p.value}
+            for p in params
+            if p.key in existing and existing[p.key] != p.value
+        ]
+        if mismatched:
+            raise MlflowException(
+                "Changing param values is not allowed. Params were already"
+                f" logged='{mismatched}' for run ID='{run_id}'.",
+                INVALID_PARAMETER_VALUE,
+            )
+
+    def log_metric(self, run_id: str, metric: Metric) -> None:
+        _validate_metric(metric.key, metric.value, metric.timestamp, metric.step)
+        self.log_batch(run_id, [metric], [], [])
+
+    def log_param(self, run_id: str, param: Param) -> None:
+        self.log_batch(run_id, [], [param], [])
+
+    def set_tag(self, run_id: str, tag: RunTag) -> None:
+        tag = _validate_tag(tag.key, tag.value)
+        self.log_batch(run_id, [], [], [tag])
+
+    def log_batch(
+        self, run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]
+    ) -> None:
+        _validate_run_id(run_id)
+        metrics, params, tags = _validate_batch_log_data(metrics, params, tags)
+        _validate_batch_log_limits(metrics, params, tags)
+        _validate_param_keys_unique(params)
+        eid, doc = self._active_run(run_id)
+        self._check_params(run_id, doc, params)
+        if not (metrics or params or tags):
+            return
+        seen: set[tuple[Any, ...]] = set()
+        points = []
+        model_points = []
+        for m in metrics:
+            point = metric_point(m.key, m.value, m.timestamp, m.step)
+            if tuple(point) in seen:
+                continue
+            seen.add(tuple(point))
+            points.append(point)
+            if m.model_id:
+                model_points.append((m, point))
+        entry: dict[str, Any] = {"op": "run.log", "id": run_id, "ts": self._ts()}
+        if params:
+            entry["params"] = {p.key: p.value for p in params}
+        if points:
+            entry["metrics"] = points
+        if tags:
+            entry["tags"] = {t.key: t.value for t in tags}
+        entries = [entry]
+        for m, point in model_points:
+            entries.append(
+                {
+                    "op": "model.metrics",
+                    "id": m.model_id,
+                    "ts": entry["ts"],
+                    "metrics": [
+                        {
+                            "point": point,
+                            "run_id": run_id,
+                            "dataset_name": m.dataset_name,
+                            "dataset_digest": m.dataset_digest,
+                        }
+                    ],
+                }
+            )
+        self._write(eid, entries)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        eid, doc = self._active_run(run_id)
+        if register_value(doc["tags"].get(key)) is None:
+            raise MlflowException(
+                f"No tag with name: {key} in run with id {run_id}", RESOURCE_DOES_NOT_EXIST
+            )
+        self._write(eid, [{"op": "run.deltag", "id": run_id, "key": key, "ts": self._ts()}])
+
+    def log_inputs(
+        self,
+        run_id: str,
+        datasets: list[DatasetInput] | None = None,
+        models: list[LoggedModelInput] | None = None,
+    ) -> None:
+        _validate_run_id(run_id)
+        eid, _ = self._active_run(run_id)
+        if datasets is None and models is None:
+            return
+        items = []
+        for ds_input in datasets or []:
+            ds = ds_input.dataset
+            items.append(
+                {
+                    "dataset": {
+                        "name": ds.name,
+                        "digest": ds.digest,
+                        "source_type": ds.source_type,
+                        "source": ds.source,
+                        "schema": ds.schema,
+                        "profile": ds.profile,
+                    },
+                    "tags": [{"key": t.key, "value": t.value} for t in ds_input.tags],
+                }
+            )
+        entry = {
+            "op": "run.inputs",
+            "id": run_id,
+            "datasets": items,
+            "models": [m.model_id for m in models or []],
+            "ts": self._ts(),
+        }
+        self._write(eid, [entry])
+
+    def log_outputs(self, run_id: str, models: list[LoggedModelOutput]) -> None:
+        _validate_run_id(run_id)
+        eid, _ = self._active_run(run_id)
+        if models is None:
+            return
+        outputs = [{"model_id": m.model_id, "step": m.step} for m in models]
+        self._write(eid, [{"op": "run.outputs", "id": run_id, "models": outputs, "ts": self._ts()}])
+
+    # -- runs: searching -------------------------------------------------------------
+
+    def _runs_of(self, eid: str, stages: list[str]) -> list[Run]:
+        try:
+            location = self._experiment_location(eid)
+        except MlflowException:
+            return []
+        with self.backend.experiment_state(eid) as state:
+            return [
+                self._to_run(run_id, eid, doc, location)
+                for run_id, doc in state["runs"].items()
+                if entities.run_exists(doc) and entities.run_stage(doc) in stages
+            ]
+
+    def _search_runs(
+        self,
+        experiment_ids: list[str],
+        filter_string: str,
+        run_view_type: int,
+        max_results: int,
+        order_by: list[str] | None,
+        page_token: str | None,
+    ) -> tuple[list[Run], str | None]:
+        if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+            raise MlflowException(
+                "Invalid value for request parameter max_results. It must be at "
+                f"most {SEARCH_MAX_RESULTS_THRESHOLD}, but got value {max_results}",
+                INVALID_PARAMETER_VALUE,
+            )
+        stages = _stages(run_view_type)
+        runs: list[Run] = []
+        for experiment_id in experiment_ids:
+            runs.extend(self._runs_of(_parse_experiment_id(experiment_id), stages))
+        filtered = SearchUtils.filter(runs, filter_string)
+        ordered = SearchUtils.sort(filtered, order_by)
+        return SearchUtils.paginate(ordered, page_token, max_results)
+
+    def _history(self, eid: str, doc: dict[str, Any]) -> dict[str, list[Any]]:
+        from .backend import merge_history
+
+        base = {}
+        if doc.get("href"):
+            base = self.backend.experiment_view(eid).log.read_side(doc["href"])
+        return merge_history(base, doc["hist"])
+
+    def get_metric_history(
+        self,
+        run_id: str,
+        metric_key: str,
+        max_results: int | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Metric]:
+        _validate_metric_name(metric_key)
+        with self._run_doc(run_id) as (eid, doc):
+            history = self._history(eid, doc).get(metric_key, [])
+        metrics = [entities.metric_entity(metric_key, p) for p in history]
+        if max_results is None:
+            offset = SearchUtils.parse_start_offset_from_page_token(page_token)
+            return PagedList(metrics[offset:], None)
+        page, token = SearchUtils.paginate(metrics, page_token, max_results)
+        return PagedList(page, token)
+
+    def get_metric_history_bulk_interval_from_steps(
+        self, run_id: str, metric_key: str, steps: list[int], max_results: int
+    ) -> PagedList[Metric]:
+        wanted = set(steps)
+        with self._run_doc(run_id) as (eid, doc):
+            history = self._history(eid, doc).get(metric_key, [])
+        points = [p for p in history if p[3] in wanted]
+        points.sort(key=lambda p: (p[3], p[2]))
+        return PagedList(
+            [entities.metric_entity(metric_key, p, run_id) for p in points[:max_results]], None
+        )
+
+    def _search_datasets(self, experiment_ids: list[str]) -> list[Any]:
+        from mlflow.entities.dataset_summary import _DatasetSummary
+
+        seen: set[tuple[str, str, str, str | None]] = set()
+        out = []
+        for experiment_id in experiment_ids:
+            eid = _parse_experiment_id(experiment_id)
+            with self.backend.experiment_state(eid) as state:
+                for doc in state["runs"].values():
+                    for item in doc["inputs"]:
+                        if "dataset" not in item:
+                            continue
+                        context = next(
+                            (
+                                t["value"]
+                                for t in item["tags"]
+                                if t["key"] == MLFLOW_DATASET_CONTEXT
+                            ),
+                            None,
+                        )
+                        ident = (eid, item["dataset"]["name"], item["dataset"]["digest"], context)
+                        if ident not in seen:
+                            seen.add(ident)
+                            out.append(_DatasetSummary(*ident))
+        return out[:1000]
+
+    # -- permanent deletion (mlflow gc) ------------------------------------------------
+
+    def _get_deleted_runs(self, older_than: int = 0) -> list[str]:
+        now = get_current_time_millis()
+        out = []
+        for eid in self._experiments(fresh=True):
+            with self.backend.experiment_state(eid, fresh=True) as state:
+                for run_id, doc in state["runs"].items():
+                    if not entities.run_exists(doc):
+                        continue
+                    if entities.run_stage(doc) == LifecycleStage.DELETED:
+                        deleted = doc.get("dtime") or 0
+                        if now - deleted >= older_than:
+                            out.append(run_id)
+        return out
+
+    def _hard_delete_run(self, run_id: str) -> None:
+        with self._run_doc(run_id) as (eid, _):
+            pass
+        self._write(eid, [{"op": "run.purge", "id": run_id, "ts": self._ts()}])
+
+    # -- logged models (MLflow 3) ------------------------------------------------------
+
+    def create_logged_model(
+        self,
+        experiment_id: str = DEFAULT_EXPERIMENT_ID,
+        name: str | None = None,
+        source_run_id: str | None = None,
+        tags: list[LoggedModelTag] | None = None,
+        params: list[LoggedModelParameter] | None = None,
+        model_type: str | None = None,
+    ) -> LoggedModel:
+        _validate_logged_model_name(name)
+        eid, doc = self._experiment_doc(experiment_id)
+        if doc["stage"] != LifecycleStage.ACTIVE:
+            raise MlflowException(
+                f"Could not create model under non-active experiment with ID {eid}.",
+                INVALID_STATE,
+            )
+        for param in params or []:
+            _validate_param(param.key, param.value)
+        model_id = f"m-{uuid.uuid4().hex}"
+        now = get_current_time_millis()
+        self.backend.write_index([{"op": "idx.model", "id": model_id, "exp": eid}])
+        self._write(
+            eid,
+            [
+                {
+                    "op": "model.create",
+                    "id": model_id,
+                    "name": name or _generate_random_name(),
+                    "run": source_run_id,
+                    "type": model_type,
+                    "time": now,
+                    "params": {p.key: p.value for p in params or []},
+                    "tags": {t.key: t.value for t in tags or []},
+                    "ts": self._ts(),
+                }
+            ],
+        )
+        return self.get_logged_model(model_id)
+
+    @contextmanager
+    def _model_doc(self, model_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        eid = self.backend.experiment_of_model(model_id)
+        if eid is not None:
+            for fresh in (False, True):
+                with self.backend.experiment_state(eid, fresh=fresh) as state:
+                    doc = state["models"].get(model_id)
+                    if doc is not None and "name" in doc:
+                        yield eid, doc
+                        return
+        raise MlflowException(
+            f"Logged model with ID '{model_id}' not found.", RESOURCE_DOES_NOT_EXIST
+        )
+
+    def get_logged_model(self, model_id: str, allow_deleted: bool = False) -> LoggedModel:
+        with self._model_doc(model_id) as (eid, doc):
+            if register_value(doc.get("stage")) == LifecycleStage.DELETED and not allow_deleted:
+                raise MlflowException(
+                    f"Logged model with ID '{model_id}' not found.", RESOURCE_DOES_NOT_EXIST
+                )
+            return entities.to_logged_model(model_id, eid, doc, self._experiment_location(eid))
+
+    def finalize_logged_model(self, model_id: str, status: LoggedModelStatus) -> LoggedModel:
+        with self._model_doc(model_id) as (eid, _):
+            pass
+        self._write(
+            eid,
+            [
+                {
+                    "op": "model.finalize",
+                    "id": model_id,
+                    "status": LoggedModelStatus(status).name,
+                    "time": get_current_time_millis(),
+                    "ts": self._ts(),
+                }
+            ],
+        )
+        return self.get_logged_model(model_id)
+
+    def set_logged_model_tags(self, model_id: str, tags: list[LoggedModelTag]) -> None:
+        for tag in tags:
+            _validate_tag_name(tag.key)
+        with self._model_doc(model_id) as (eid, _):
+            pass
+        self._write(
+            eid,
+            [
+                {
+                    "op": "model.tag",
+                    "id": model_id,
+                    "tags": {t.key: t.value for t in tags},
+                    "time": get_current_time_millis(),
+                    "ts": self._ts(),
+                }
+            ],
+        )
+
+    def delete_logged_model_tag(self, model_id: str, key: str) -> None:
+        with self._model_doc(model_id) as (eid, doc):
+            if register_value(doc["tags"].get(key)) is None:
+                raise MlflowException(
+                    f"No tag with key {key!r} found for model with ID {model_id!r}.",
+                    RESOURCE_DOES_NOT_EXIST,
+                )
+        self._write(eid, [{"op": "model.deltag", "id": model_id, "key": key, "ts": self._ts()}])
+
+    def delete_logged_model(self, model_id: str) -> None:
+        with self._model_doc(model_id) as (eid, _):
+            pass
+        self._write(
+            eid,
+            [
+                {
+                    "op": "model.stage",
+                    "id": model_id,
+                    "stage": LifecycleStage.DELETED,
+                    "ts": self._ts(),
+                }
+            ],
+        )
+
+    def search_logged_models(
+        self,
+        experiment_ids: list[str],
+        filter_string: str | None = None,
+        datasets: list[dict[str, Any]] | None = None,
+        max_results: int | None = None,
+        order_by: list[dict[str, Any]] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[LoggedModel]:
+        if datasets and not all(d.get("dataset_name") for d in datasets):
+            raise MlflowException(
+                "`dataset_name` in the `datasets` clause must be specified.",
+                INVALID_PARAMETER_VALUE,
+            )
+        models: list[LoggedModel] = []
+        for experiment_id in experiment_ids:
+            eid = _parse_experiment_id(experiment_id)
+            try:
+                location = self._experiment_location(eid)
+            except MlflowException:
+                continue
+            with self.backend.experiment_state(eid) as state:
+                for model_id, doc in state["models"].items():
+                    if "name" not in doc:
+                        continue
+                    if register_value(doc.get("stage")) == LifecycleStage.DELETED:
+                        continue
+                    models.append(entities.to_logged_model(model_id, eid, doc, location))
+        filtered = SearchLoggedModelsUtils.filter_logged_models(models, filter_string, datasets)
+        ordered = SearchLoggedModelsUtils.sort(filtered, order_by)
+        page, token = SearchLoggedModelsUtils.paginate(ordered, page_token, max_results or 100)
+        return PagedList(page, token)
+
+    # -- traces: not stored in the bucket (yet) -------------------------------------
+
+    def search_traces(self, *args: Any, **kwargs: Any) -> tuple[list[Any], str | None]:
+        return [], None
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything logged so far is in the bucket."""
+        return self.backend.flush(timeout)
