@@ -21,6 +21,7 @@ from typing import Any
 
 from mlflow_bucket.config import Settings
 from mlflow_bucket.log import ClockOffset, Compaction, Log, LogView, ObjectCache, SideObjects, Spool
+from mlflow_bucket.marker import ensure_marker
 from mlflow_bucket.storage import ObjectStore, open_store
 
 from .fold import (
@@ -97,6 +98,7 @@ class Backend:
         self.uri = uri
         self.settings = settings
         self.store = store or open_store(uri)
+        ensure_marker(self.store)
         self.artifact_root = f"{self.store.uri}/artifacts"
         self.writer = uuid.uuid4().hex[:12]
         self.clock = ClockOffset(self.store)

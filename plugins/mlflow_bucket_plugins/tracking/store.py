@@ -64,6 +64,8 @@ from mlflow.utils.validation import (
     _validate_tag_name,
 )
 
+from mlflow_bucket.marker import UnknownFormat
+
 from . import entities
 from .backend import Backend, backend_for
 from .fold import DEFAULT_EXPERIMENT_ID, experiment_id_for, metric_point, register_value
@@ -107,7 +109,10 @@ class BucketTrackingStore(AbstractStore):
     def __init__(self, store_uri: str, artifact_uri: str | None = None) -> None:
         super().__init__()
         self.store_uri = store_uri
-        self.backend: Backend = backend_for(store_uri)
+        try:
+            self.backend: Backend = backend_for(store_uri)
+        except UnknownFormat as exc:
+            raise MlflowException(str(exc), INVALID_STATE) from None
         self.artifact_root_uri = artifact_uri or self.backend.artifact_root
         # Run entities by (run id, the doc's revision): a warm search builds
         # only what changed since the last one.
