@@ -33,15 +33,21 @@ __all__ = [
     "split_uri",
 ]
 
-SCHEMES = ("gs", "gcs", "s3", "file", "memory")
+# How MLflow URIs name a local folder in this format: plain paths and file://
+# stay MLflow's own FileStore, so installing this package changes nothing
+# for an existing ./mlruns.
+LOCAL_SCHEME = "bucket+file"
+
+
+SCHEMES = ("gs", "gcs", "s3", "file", "memory", LOCAL_SCHEME)
 
 
 def split_uri(uri: str) -> tuple[str, str, str]:
     """``scheme://bucket/root`` -> (scheme, bucket, root); a bare path is file."""
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
-    if scheme in ("", "file") or (len(scheme) == 1 and uri[1:3] in (":\\", ":/")):
-        path = unquote(parts.path) if scheme == "file" else uri
+    if scheme in ("", "file", LOCAL_SCHEME) or (len(scheme) == 1 and uri[1:3] in (":\\", ":/")):
+        path = unquote(parts.path) if scheme in ("file", LOCAL_SCHEME) else uri
         return "file", "", path
     if scheme not in SCHEMES:
         raise ValueError(
