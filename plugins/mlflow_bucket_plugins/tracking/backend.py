@@ -242,7 +242,10 @@ class Backend:
                     doc_state = new_experiment_state()
                     doc_state[kind][entry["id"]] = cached[1]
                     fold_experiment(doc_state, cached[0], [entry])
-                    doc = doc_state[kind][entry["id"]]
+                    doc = doc_state[kind].get(entry["id"])
+                    if doc is None:  # a purge: rebuilt from the view on the next read
+                        local.pop(ident, None)
+                        continue
                     doc["lrev"] = doc.get("lrev", 0) + 1
                     local[ident] = (cached[0], doc)
 
