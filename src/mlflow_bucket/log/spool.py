@@ -1,7 +1,7 @@
 """Write-behind: a durable local spool and a background flusher.
 
 ``Spool.enqueue(log_key, entries)`` writes the batch to a local file
-(temp file, fsync, rename) and returns at once; a ``Flusher`` thread
+(temp file, rename) and returns at once; a ``Flusher`` thread
 appends everything queued for a log as one log object every
 ``flush_interval`` seconds (sooner when a lot is queued), deletes the files
 only once the append succeeded, and retries forever with backoff while the
@@ -140,6 +140,19 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """All of ``data`` at ``path`` or nothing, surviving a crash of this process.
+
+    No fsync: the kernel keeps the file when the process dies, which is the
+    crash the spool is for; two fsyncs per logging call would cost more
+    than the call's whole budget (about 1 ms). A crash of the machine may
+    lose what was logged since the last upload (``flush_interval``).
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -356,8 +369,9 @@ class Spool:
     def enqueue(self, log_key: str, entries: Iterable[Mapping[str, Any]]) -> str:
         """Queue one batch for ``log_key``; return its batch id.
 
-        Durable on local disk when this returns. Entries that are not
-        JSON-serializable raise ValueError here, not later.
+        On local disk when this returns (it survives this process dying, see
+        _write_atomically). Entries that are not JSON-serializable raise
+        ValueError here, not later.
         """
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
@@ -382,7 +396,7 @@ class Spool:
             self._counter += 1
             name = f"{self._counter:012d}-{batch}.json"
         path = self._own.path / name
-        _write_durably(path, data)
+        _write_atomically(path, data)
         with self._cond:
             self._own.items[name] = _Item(path, log_key, batch, doc["after"], items)  # type: ignore[arg-type]
             self._queued += len(items)
@@ -592,7 +606,10 @@ class Flusher(threading.Thread):
         spool = self.spool
         backoff = 0.0
         next_scan = time.monotonic() + spool.rescan_interval
-        first = True
+        # Dead processes' batches (claimed at opening) go up at once; our own
+        # wait for the interval, so that a burst of logging makes one object.
+        with spool._cond:
+            first = any(not d.own for d in spool._dirs)
         while True:
             if not first:
                 spool._wake.wait(backoff or spool.flush_interval)
