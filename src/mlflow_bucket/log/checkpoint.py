@@ -269,14 +269,18 @@ class Checkpoints(Generic[S]):
             self.log.cache.put(key, info.version, payload)
         return True, frozenset(side.refs)
 
-    def maybe_compact(self, seq: int, state: S, base: Base) -> Base | None:
+    def maybe_compact(
+        self, seq: int, state: S, base: Base, *, threshold: int | None = None
+    ) -> Base | None:
         """Checkpoint at ``seq`` if the tail since the newest checkpoint is long.
 
+        Long: ``threshold`` log objects or more (default: the compaction's).
         Never fails the caller: a reader without write access, or a store
         that is down, just leaves compaction to someone else. Returns the
         new checkpoint's Base when one was written.
         """
-        threshold = self.compaction.threshold
+        if threshold is None:
+            threshold = self.compaction.threshold
         if threshold <= 0 or seq - base.newest_listed < threshold:
             return None
         try:
