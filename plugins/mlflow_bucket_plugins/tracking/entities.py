@@ -79,7 +79,7 @@ def to_run(run_id: str, eid: str, doc: dict[str, Any], experiment_location: str)
         end_time=register_value(doc.get("end")),
         lifecycle_stage=run_stage(doc),
         artifact_uri=f"{experiment_location}/{run_id}/artifacts",
-        run_name=tags.get(MLFLOW_RUN_NAME),
+        run_name=register_value(doc["name"]) if "name" in doc else tags.get(MLFLOW_RUN_NAME),
     )
     data = RunData(
         metrics=[metric_entity(k, p) for k, p in doc["latest"].items()],

@@ -27,6 +27,7 @@ Register = list[Any]
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
+RUN_NAME_TAG = "mlflow.runName"
 
 
 # -- experiments -------------------------------------------------------------------
@@ -83,6 +84,12 @@ def fold_experiments(state: State, seq: int, entries: list[Entry]) -> State:
             continue
         exp = exps.get(str(entry.get("id")))
         if exp is None:
+            continue
+        if op == "exp.purge":
+            # Permanent deletion (`mlflow gc`): the name is free again; ids never are.
+            if names.get(exp["name"]) == entry["id"]:
+                del names[exp["name"]]
+            del exps[entry["id"]]
             continue
         if op == "exp.rename":
             name = entry["name"]
@@ -192,6 +199,15 @@ def fold_experiment(state: State, seq: int, entries: list[Entry]) -> State:
     return state
 
 
+def _set_tags(run: dict[str, Any], entry: Entry) -> None:
+    for key, value in (entry.get("tags") or {}).items():
+        _set(run["tags"], key, entry, value)
+        if key == RUN_NAME_TAG:
+            # The run's name is a register of its own, as in MLflow's SQL store
+            # (a column there): deleting the tag leaves the name.
+            _set(run, "name", entry, value)
+
+
 def _fold_run(state: State, seq: int, entry: Entry) -> None:
     op = entry["op"]
     run_id = entry["id"]
@@ -207,15 +223,15 @@ def _fold_run(state: State, seq: int, entry: Entry) -> None:
             run["user"] = entry.get("user") or ""
             run["start"] = entry.get("start")
             _set(run, "status", entry, entry.get("status") or "RUNNING")
-        for key, value in (entry.get("tags") or {}).items():
-            _set(run["tags"], key, entry, value)
+        _set_tags(run, entry)
     elif op == "run.update":
         if "status" in entry:
             _set(run, "status", entry, entry["status"])
         if "end" in entry:
             _set(run, "end", entry, entry["end"])
         if entry.get("name") is not None:
-            _set(run["tags"], "mlflow.runName", entry, entry["name"])
+            _set(run["tags"], RUN_NAME_TAG, entry, entry["name"])
+            _set(run, "name", entry, entry["name"])
     elif op == "run.stage":
         if _set(run, "stage", entry, entry["stage"]):
             run["dtime"] = entry.get("time") if entry["stage"] == "deleted" else None
@@ -231,8 +247,7 @@ def _fold_run(state: State, seq: int, entry: Entry) -> None:
                 if conflict not in state["conflicts"]:
                     state["conflicts"].append(conflict)
         _log_metrics(run, entry.get("metrics") or [])
-        for key, value in (entry.get("tags") or {}).items():
-            _set(run["tags"], key, entry, value)
+        _set_tags(run, entry)
     elif op == "run.deltag":
         _set(run["tags"], entry["key"], entry, None)
     elif op == "run.inputs":
@@ -260,6 +275,9 @@ def _fold_model(state: State, seq: int, entry: Entry) -> None:
     if model is None:
         model = models[model_id] = {"tags": {}, "params": {}, "metrics": []}
     model["seq"] = seq
+    if op != "model.create" and entry.get("time") is not None:
+        # The latest change's time, whatever order the entries arrive in.
+        model["mtime"] = max(model.get("mtime") or 0, entry["time"])
     if op == "model.create":
         if "name" not in model:
             for field in ("name", "run", "type", "time", "user"):
@@ -271,19 +289,25 @@ def _fold_model(state: State, seq: int, entry: Entry) -> None:
             _set(model["tags"], key, entry, value)
     elif op == "model.finalize":
         _set(model, "status", entry, entry["status"])
-        model["mtime"] = entry.get("time")
     elif op == "model.tag":
         for key, value in (entry.get("tags") or {}).items():
             _set(model["tags"], key, entry, value)
-        model["mtime"] = entry.get("time")
     elif op == "model.deltag":
         _set(model["tags"], entry["key"], entry, None)
     elif op == "model.stage":
         _set(model, "stage", entry, entry["stage"])
     elif op == "model.metrics":
+        dropped = model.get("dropped") or []
         for item in entry.get("metrics") or []:
-            if item not in model["metrics"]:
+            if item not in model["metrics"] and item.get("run_id") not in dropped:
                 model["metrics"].append(item)
+    elif op == "model.droprun":
+        # A run purged for good takes its metrics on the model along, including
+        # any of its points that reach the log later.
+        dropped = model.setdefault("dropped", [])
+        if entry["run"] not in dropped:
+            dropped.append(entry["run"])
+        model["metrics"] = [m for m in model["metrics"] if m.get("run_id") != entry["run"]]
 
 
 def register_value(reg: Register | None, default: Any = None) -> Any:

@@ -30,6 +30,7 @@ from mlflow.entities.logged_model_output import LoggedModelOutput
 from mlflow.entities.logged_model_parameter import LoggedModelParameter
 from mlflow.entities.logged_model_status import LoggedModelStatus
 from mlflow.entities.logged_model_tag import LoggedModelTag
+from mlflow.entities.metric import MetricWithRunId
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
     INVALID_PARAMETER_VALUE,
@@ -43,8 +44,6 @@ from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_RUN_NAME
 from mlflow.utils.name_utils import _generate_random_name
 from mlflow.utils.search_utils import (
-    SearchExperimentsUtils,
-    SearchLoggedModelsUtils,
     SearchUtils,
 )
 from mlflow.utils.time import get_current_time_millis
@@ -56,30 +55,19 @@ from mlflow.utils.validation import (
     _validate_experiment_tag,
     _validate_logged_model_name,
     _validate_metric,
-    _validate_metric_name,
-    _validate_param,
     _validate_param_keys_unique,
     _validate_run_id,
     _validate_tag,
-    _validate_tag_name,
 )
 
-from mlflow_bucket.marker import UnknownFormat
+from mlflow_bucket.marker import MARKER_KEY, UnknownFormat
+from mlflow_bucket.storage import StorageError
 
-from . import entities
+from . import entities, search
 from .backend import Backend, backend_for
 from .fold import DEFAULT_EXPERIMENT_ID, experiment_id_for, metric_point, register_value
 
-
-def _parse_experiment_id(experiment_id: Any) -> str:
-    """MLflow's SQL store takes integer ids; the same message for anything else."""
-    try:
-        return str(int(experiment_id))
-    except (TypeError, ValueError):
-        raise MlflowException(
-            f"Invalid experiment ID '{experiment_id}'. Experiment ID must be a valid integer.",
-            INVALID_PARAMETER_VALUE,
-        ) from None
+_parse_experiment_id = search.parse_experiment_id
 
 
 def _validate_max_results(max_results: Any, allow_null: bool = False) -> None:
@@ -97,6 +85,15 @@ def _validate_max_results(max_results: Any, allow_null: bool = False) -> None:
             f"most {SEARCH_MAX_RESULTS_THRESHOLD}",
             INVALID_PARAMETER_VALUE,
         )
+
+
+def _by_time(point: list[Any]) -> tuple[Any, ...]:
+    # A stored point is [value, is_nan, timestamp, step].
+    return (point[2], point[3], point[0], point[1])
+
+
+def _by_step(point: list[Any]) -> tuple[Any, ...]:
+    return (point[3], point[2], point[0], point[1])
 
 
 def _stages(view_type: int) -> list[str]:
@@ -117,6 +114,7 @@ class BucketTrackingStore(AbstractStore):
         # Run entities by (run id, the doc's revision): a warm search builds
         # only what changed since the last one.
         self._run_cache: dict[str, tuple[tuple[Any, ...], Run]] = {}
+        self._created_ms: int | None = None
 
     # -- experiments -------------------------------------------------------------
 
@@ -124,9 +122,8 @@ class BucketTrackingStore(AbstractStore):
         return self.backend.experiments_state(fresh)["exps"]
 
     def _experiment_doc(self, experiment_id: Any, view_type: int = ViewType.ALL) -> tuple[str, Any]:
-        eid = _parse_experiment_id(
-            DEFAULT_EXPERIMENT_ID if experiment_id is None else experiment_id
-        )
+        # MLflow's SQL store reads any empty id ("", None) as the default experiment.
+        eid = _parse_experiment_id(experiment_id or DEFAULT_EXPERIMENT_ID)
         doc = self._experiments().get(eid)
         if doc is None:
             # Created by another process since our last look?
@@ -135,8 +132,30 @@ class BucketTrackingStore(AbstractStore):
             raise MlflowException(f"No Experiment with id={eid} exists", RESOURCE_DOES_NOT_EXIST)
         return eid, doc
 
+    def _experiment_exists(self, eid: str) -> bool:
+        return eid in self._experiments() or eid in self._experiments(fresh=True)
+
     def _experiment_entity(self, eid: str, doc: dict[str, Any]) -> Experiment:
+        if eid == DEFAULT_EXPERIMENT_ID and (doc.get("ctime") is None or doc.get("mtime") is None):
+            # No entry creates "Default": like MLflow's SQL store, it dates from the
+            # store's creation, which the format marker records.
+            created = self._store_created_ms()
+            doc = {
+                **doc,
+                "ctime": doc.get("ctime") or created,
+                "mtime": doc.get("mtime") or created,
+            }
         return entities.to_experiment(eid, doc, self.artifact_root_uri)
+
+    def _store_created_ms(self) -> int | None:
+        if self._created_ms is None:
+            try:
+                updated = self.backend.store.head(MARKER_KEY).updated
+            except StorageError:
+                updated = None
+            if updated is not None:
+                self._created_ms = int(updated.timestamp() * 1000)
+        return self._created_ms
 
     def _experiment_location(self, eid: str) -> str:
         _, doc = self._experiment_doc(eid)
@@ -157,11 +176,9 @@ class BucketTrackingStore(AbstractStore):
             for eid, doc in self._experiments().items()
             if doc["stage"] in stages
         ]
-        filtered = SearchExperimentsUtils.filter(experiments, filter_string)
-        ordered = SearchExperimentsUtils.sort(
-            filtered, order_by or ["creation_time DESC", "experiment_id ASC"]
+        page, token = search.search_experiments(
+            experiments, filter_string, order_by, max_results, page_token
         )
-        page, token = SearchUtils.paginate(ordered, page_token, max_results)
         return PagedList(page, token)
 
     def create_experiment(
@@ -296,10 +313,14 @@ class BucketTrackingStore(AbstractStore):
 
     @contextmanager
     def _run_doc(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(experiment id, run doc) under the experiment view's lock."""
-        _validate_run_id(run_id)
+        """(experiment id, run doc) under the experiment view's lock.
+
+        Like MLflow's SQL store, an id of any shape is just looked up (only
+        logging calls validate it).
+        """
         eid = self.backend.experiment_of_run(run_id)
-        if eid is not None:
+        # A run of an experiment that `mlflow gc` removed is gone with it.
+        if eid is not None and self._experiment_exists(eid):
             for fresh in (False, True):
                 with self.backend.experiment_state(eid, fresh=fresh) as state:
                     doc = state["runs"].get(run_id)
@@ -452,19 +473,22 @@ class BucketTrackingStore(AbstractStore):
         _validate_param_keys_unique(params)
         eid, doc = self._active_run(run_id)
         self._check_params(run_id, doc, params)
+        # MLflow's SQL store sets mlflow.runName through update_run_info, which
+        # ignores an empty name: so an empty name tag changes nothing.
+        tags = [t for t in tags if t.key != MLFLOW_RUN_NAME or t.value]
         if not (metrics or params or tags):
             return
         seen: set[tuple[Any, ...]] = set()
         points = []
-        model_points = []
+        model_points: dict[tuple[Any, ...], tuple[Metric, list[Any]]] = {}
         for m in metrics:
             point = metric_point(m.key, m.value, m.timestamp, m.step)
-            if tuple(point) in seen:
-                continue
-            seen.add(tuple(point))
-            points.append(point)
+            if tuple(point) not in seen:
+                seen.add(tuple(point))
+                points.append(point)
             if m.model_id:
-                model_points.append((m, point))
+                ident = (m.model_id, m.dataset_name, m.dataset_digest, *point)
+                model_points.setdefault(ident, (m, point))
         entry: dict[str, Any] = {"op": "run.log", "id": run_id, "ts": self._ts()}
         if params:
             entry["params"] = {p.key: p.value for p in params}
@@ -472,9 +496,15 @@ class BucketTrackingStore(AbstractStore):
             entry["metrics"] = points
         if tags:
             entry["tags"] = {t.key: t.value for t in tags}
-        entries = [entry]
-        for m, point in model_points:
-            entries.append(
+        self._write(eid, [entry])
+        # A logged model's metrics go to the log of the model's own experiment,
+        # which need not be the run's.
+        by_experiment: dict[str, list[dict[str, Any]]] = {}
+        for m, point in model_points.values():
+            model_eid = self.backend.experiment_of_model(str(m.model_id))
+            if model_eid is None:
+                continue  # no such model: the SQL store's rows would be orphans, never read
+            by_experiment.setdefault(model_eid, []).append(
                 {
                     "op": "model.metrics",
                     "id": m.model_id,
@@ -489,7 +519,8 @@ class BucketTrackingStore(AbstractStore):
                     ],
                 }
             )
-        self._write(eid, entries)
+        for model_eid, model_entries in by_experiment.items():
+            self._write(model_eid, model_entries)
 
     def delete_tag(self, run_id: str, key: str) -> None:
         eid, doc = self._active_run(run_id)
@@ -575,9 +606,7 @@ class BucketTrackingStore(AbstractStore):
         runs: list[Run] = []
         for experiment_id in experiment_ids:
             runs.extend(self._runs_of(_parse_experiment_id(experiment_id), stages))
-        filtered = SearchUtils.filter(runs, filter_string)
-        ordered = SearchUtils.sort(filtered, order_by)
-        return SearchUtils.paginate(ordered, page_token, max_results)
+        return search.search_runs(runs, filter_string, order_by, max_results, page_token)
 
     def _history(self, eid: str, doc: dict[str, Any]) -> dict[str, list[Any]]:
         from .backend import merge_history
@@ -587,6 +616,16 @@ class BucketTrackingStore(AbstractStore):
             base = self.backend.experiment_view(eid).log.read_side(doc["href"])
         return merge_history(base, doc["hist"])
 
+    def _points(self, run_id: str, metric_key: str) -> list[list[Any]]:
+        """A run's points of one metric; none for an unknown run, as in MLflow's SQL store."""
+        try:
+            with self._run_doc(run_id) as (eid, doc):
+                return list(self._history(eid, doc).get(metric_key, []))
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return []
+            raise
+
     def get_metric_history(
         self,
         run_id: str,
@@ -594,27 +633,78 @@ class BucketTrackingStore(AbstractStore):
         max_results: int | None = None,
         page_token: str | None = None,
     ) -> PagedList[Metric]:
-        _validate_metric_name(metric_key)
-        with self._run_doc(run_id) as (eid, doc):
-            history = self._history(eid, doc).get(metric_key, [])
-        metrics = [entities.metric_entity(metric_key, p) for p in history]
-        if max_results is None:
-            offset = SearchUtils.parse_start_offset_from_page_token(page_token)
-            return PagedList(metrics[offset:], None)
-        page, token = SearchUtils.paginate(metrics, page_token, max_results)
+        # MLflow's SQL store orders a history by (timestamp, step, value).
+        points = sorted(self._points(run_id, metric_key), key=_by_time)
+        offset = SearchUtils.parse_start_offset_from_page_token(page_token)
+        end = None if max_results is None else offset + max_results
+        page = [entities.metric_entity(metric_key, p) for p in points[offset:end]]
+        token = None
+        if end is not None and end < len(points):
+            token = SearchUtils.create_page_token(end)
         return PagedList(page, token)
+
+    def get_metric_history_bulk(
+        self, run_ids: list[str], metric_key: str, max_results: int
+    ) -> list[MetricWithRunId]:
+        """Histories of several runs, by run id then time (the server's bulk endpoint)."""
+        out = []
+        for run_id in sorted(set(run_ids)):
+            for p in sorted(self._points(run_id, metric_key), key=_by_time):
+                out.append(MetricWithRunId(entities.metric_entity(metric_key, p), run_id))
+        return out[:max_results]
 
     def get_metric_history_bulk_interval_from_steps(
         self, run_id: str, metric_key: str, steps: list[int], max_results: int
-    ) -> PagedList[Metric]:
+    ) -> list[MetricWithRunId]:
         wanted = set(steps)
-        with self._run_doc(run_id) as (eid, doc):
-            history = self._history(eid, doc).get(metric_key, [])
-        points = [p for p in history if p[3] in wanted]
-        points.sort(key=lambda p: (p[3], p[2]))
-        return PagedList(
-            [entities.metric_entity(metric_key, p, run_id) for p in points[:max_results]], None
+        points = sorted(
+            (p for p in self._points(run_id, metric_key) if p[3] in wanted), key=_by_step
         )
+        return [
+            MetricWithRunId(entities.metric_entity(metric_key, p), run_id)
+            for p in points[:max_results]
+        ]
+
+    def get_metric_history_bulk_interval(
+        self,
+        run_ids: list[str],
+        metric_key: str,
+        max_results: int,
+        start_step: int | None,
+        end_step: int | None,
+    ) -> list[MetricWithRunId]:
+        """Up to ``max_results`` points per run, sampled as MLflow's SQL store samples them.
+
+        The points in (step, timestamp, value) order are cut into ``max_results``
+        near-equal buckets (SQL's NTILE: the first ``n % k`` one longer), the
+        first point of each is kept, and the last point replaces the final
+        sample if it is not already in.
+        """
+        if (start_step is None) != (end_step is None):
+            raise MlflowException.invalid_parameter_value(
+                "Both start_step and end_step must be specified together, "
+                "or neither may be specified."
+            )
+        k = max(1, max_results)
+        out: list[MetricWithRunId] = []
+        for run_id in run_ids:
+            points = sorted(self._points(run_id, metric_key), key=_by_step)
+            if start_step is not None and end_step is not None:
+                points = [p for p in points if start_step <= p[3] <= end_step]
+            n = len(points)
+            if not n:
+                continue
+            q, r = divmod(n, k)
+            sample = [points[b * q + min(b, r)] for b in range(min(k, n))]
+            if _by_step(sample[-1]) != _by_step(points[-1]):
+                if len(sample) >= k:
+                    sample[-1] = points[-1]
+                else:
+                    sample.append(points[-1])
+            out.extend(
+                MetricWithRunId(entities.metric_entity(metric_key, p), run_id) for p in sample
+            )
+        return out
 
     def _search_datasets(self, experiment_ids: list[str]) -> list[Any]:
         from mlflow.entities.dataset_summary import _DatasetSummary
@@ -658,10 +748,56 @@ class BucketTrackingStore(AbstractStore):
                             out.append(run_id)
         return out
 
+    def _purge(self, eid: str, entry: dict[str, Any]) -> None:
+        """Write a purge and wait until it is folded in: an overlay cannot show an absence."""
+        self._write(eid, [entry])
+        self.backend.flush()
+        with self.backend.experiment_state(eid, fresh=True):
+            pass
+
     def _hard_delete_run(self, run_id: str) -> None:
         with self._run_doc(run_id) as (eid, _):
             pass
-        self._write(eid, [{"op": "run.purge", "id": run_id, "ts": self._ts()}])
+        # As in MLflow's SQL store (a cascading foreign key), the metrics the run
+        # logged to logged models go with it, in whichever experiment they are.
+        for model_eid in self._experiments(fresh=True):
+            with self.backend.experiment_state(model_eid, fresh=True) as state:
+                models = [
+                    model_id
+                    for model_id, doc in state["models"].items()
+                    if any(m.get("run_id") == run_id for m in doc.get("metrics", []))
+                ]
+            self._write(
+                model_eid,
+                [{"op": "model.droprun", "id": m, "run": run_id, "ts": self._ts()} for m in models],
+            )
+        self._purge(eid, {"op": "run.purge", "id": run_id, "ts": self._ts()})
+
+    def _get_deleted_logged_models(self, older_than: int = 0) -> list[str]:
+        now = get_current_time_millis()
+        out = []
+        for eid in self._experiments(fresh=True):
+            with self.backend.experiment_state(eid, fresh=True) as state:
+                for model_id, doc in state["models"].items():
+                    if "name" not in doc:
+                        continue
+                    # MLflow's SQL store ages a deleted model by its last update.
+                    updated = doc.get("mtime") or doc.get("time") or 0
+                    deleted = register_value(doc.get("stage")) == LifecycleStage.DELETED
+                    if deleted and updated <= now - older_than:
+                        out.append(model_id)
+        return out
+
+    def _hard_delete_logged_model(self, model_id: str) -> None:
+        with self._model_doc(model_id) as (eid, _):
+            pass
+        self._purge(eid, {"op": "model.purge", "id": model_id, "ts": self._ts()})
+
+    def _hard_delete_experiment(self, experiment_id: str) -> None:
+        eid, _ = self._experiment_doc(experiment_id, ViewType.DELETED_ONLY)
+        self.backend.append_experiments(
+            [{"op": "exp.purge", "id": eid, "time": get_current_time_millis()}]
+        )
 
     # -- logged models (MLflow 3) ------------------------------------------------------
 
@@ -678,11 +814,11 @@ class BucketTrackingStore(AbstractStore):
         eid, doc = self._experiment_doc(experiment_id)
         if doc["stage"] != LifecycleStage.ACTIVE:
             raise MlflowException(
-                f"Could not create model under non-active experiment with ID {eid}.",
-                INVALID_STATE,
+                f"The experiment {eid} must be in the 'active' state. "
+                f"Current state is {doc['stage']}.",
+                INVALID_PARAMETER_VALUE,
             )
-        for param in params or []:
-            _validate_param(param.key, param.value)
+        # MLflow's SQL store checks neither params nor tags of a logged model here.
         model_id = f"m-{uuid.uuid4().hex}"
         now = get_current_time_millis()
         self.backend.write_index([{"op": "idx.model", "id": model_id, "exp": eid}])
@@ -707,7 +843,7 @@ class BucketTrackingStore(AbstractStore):
     @contextmanager
     def _model_doc(self, model_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         eid = self.backend.experiment_of_model(model_id)
-        if eid is not None:
+        if eid is not None and self._experiment_exists(eid):
             for fresh in (False, True):
                 with self.backend.experiment_state(eid, fresh=fresh) as state:
                     doc = state["models"].get(model_id)
@@ -741,21 +877,20 @@ class BucketTrackingStore(AbstractStore):
                 }
             ],
         )
-        return self.get_logged_model(model_id)
+        # A deleted model can still be finalized, as in MLflow's SQL store.
+        return self.get_logged_model(model_id, allow_deleted=True)
 
     def set_logged_model_tags(self, model_id: str, tags: list[LoggedModelTag]) -> None:
-        for tag in tags:
-            _validate_tag_name(tag.key)
         with self._model_doc(model_id) as (eid, _):
             pass
         self._write(
             eid,
             [
                 {
+                    # No "time": in MLflow's SQL store tags leave last_updated_timestamp.
                     "op": "model.tag",
                     "id": model_id,
                     "tags": {t.key: t.value for t in tags},
-                    "time": get_current_time_millis(),
                     "ts": self._ts(),
                 }
             ],
@@ -780,6 +915,7 @@ class BucketTrackingStore(AbstractStore):
                     "op": "model.stage",
                     "id": model_id,
                     "stage": LifecycleStage.DELETED,
+                    "time": get_current_time_millis(),
                     "ts": self._ts(),
                 }
             ],
@@ -813,9 +949,9 @@ class BucketTrackingStore(AbstractStore):
                     if register_value(doc.get("stage")) == LifecycleStage.DELETED:
                         continue
                     models.append(entities.to_logged_model(model_id, eid, doc, location))
-        filtered = SearchLoggedModelsUtils.filter_logged_models(models, filter_string, datasets)
-        ordered = SearchLoggedModelsUtils.sort(filtered, order_by)
-        page, token = SearchLoggedModelsUtils.paginate(ordered, page_token, max_results or 100)
+        page, token = search.search_logged_models(
+            models, experiment_ids, filter_string, datasets, max_results, order_by, page_token
+        )
         return PagedList(page, token)
 
     # -- traces: not stored in the bucket (yet) -------------------------------------
