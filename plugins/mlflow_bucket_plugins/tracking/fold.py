@@ -260,7 +260,8 @@ def _fold_run(state: State, seq: int, entry: Entry) -> None:
                 run["inputs"].append(ref)
     elif op == "run.outputs":
         for item in entry.get("models") or []:
-            if item not in run["outputs"]:
+            # One output per model, the first (MLflow's SQL store has it unique).
+            if all(o["model_id"] != item["model_id"] for o in run["outputs"]):
                 run["outputs"].append(item)
 
 

@@ -17,6 +17,7 @@ from mlflow.entities.logged_model import LoggedModel
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.store.tracking import SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from mlflow.utils.search_utils import (
     SearchExperimentsUtils,
     SearchLoggedModelsPaginationToken,
@@ -168,6 +169,17 @@ def check_run_order_by(order_by: list[str] | None) -> None:
         seen.add((kind, key))
 
 
+def _run_matches(run: Run, clause: dict[str, Any]) -> bool:
+    kind, key = clause["type"], SearchUtils.translate_key_alias(clause["key"])
+    if kind == "attribute" and key == "run_name":
+        # The SQL store filters a run's name through its mlflow.runName tag
+        # (the name column is empty for runs of MLflow 1.29 and older).
+        name = run.data.tags.get(MLFLOW_RUN_NAME)
+        compare = SearchUtils.get_comparison_func(clause["comparator"].upper())
+        return name is not None and bool(compare(name, clause["value"]))
+    return bool(SearchUtils._does_run_match_clause(run, clause))
+
+
 def search_runs(
     runs: list[Run],
     filter_string: str | None,
@@ -175,9 +187,9 @@ def search_runs(
     max_results: int,
     page_token: str | None,
 ) -> tuple[list[Run], str | None]:
-    SearchUtils.parse_search_filter(filter_string)
+    clauses = SearchUtils.parse_search_filter(filter_string)
     check_run_order_by(order_by)
-    filtered = SearchUtils.filter(runs, filter_string)
+    filtered = [r for r in runs if all(_run_matches(r, c) for c in clauses)]
     ordered = SearchUtils.sort(filtered, order_by)
     page, token = SearchUtils.paginate(ordered, page_token, max_results)
     return page, token
