@@ -7,6 +7,7 @@ would give them; deliberate differences are listed in docs/tracking.md.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -41,7 +42,7 @@ from mlflow.protos.databricks_pb2 import (
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD
 from mlflow.store.tracking.abstract_store import AbstractStore
-from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_LOGGED_MODELS, MLFLOW_RUN_NAME
 from mlflow.utils.name_utils import _generate_random_name
 from mlflow.utils.search_utils import (
     SearchUtils,
@@ -66,6 +67,7 @@ from mlflow_bucket.storage import StorageError
 from . import entities, search
 from .backend import Backend, backend_for
 from .fold import DEFAULT_EXPERIMENT_ID, experiment_id_for, metric_point, register_value
+from .unsupported import fill_unsupported
 
 _parse_experiment_id = search.parse_experiment_id
 
@@ -100,6 +102,7 @@ def _stages(view_type: int) -> list[str]:
     return list(LifecycleStage.view_type_to_stages(view_type))
 
 
+@fill_unsupported
 class BucketTrackingStore(AbstractStore):
     """MLflow tracking store whose whole state lives in a bucket."""
 
@@ -573,6 +576,25 @@ class BucketTrackingStore(AbstractStore):
         outputs = [{"model_id": m.model_id, "step": m.step} for m in models]
         self._write(eid, [{"op": "run.outputs", "id": run_id, "models": outputs, "ts": self._ts()}])
 
+    def record_logged_model(self, run_id: str, mlflow_model: Any) -> None:
+        """Append a model's metadata to the run's mlflow.log-model.history tag.
+
+        As MLflow's SQL store does: read the tag, append, write it back.
+        """
+        from mlflow.models import Model
+
+        if not isinstance(mlflow_model, Model):
+            raise TypeError(
+                f"Argument 'mlflow_model' should be mlflow.models.Model, got '{type(mlflow_model)}'"
+            )
+        model_dict = mlflow_model.get_tags_dict()
+        _, doc = self._active_run(run_id)
+        previous = register_value(doc["tags"].get(MLFLOW_LOGGED_MODELS))
+        history = json.loads(previous) if previous else []
+        value = json.dumps([*history, model_dict])
+        _validate_tag(MLFLOW_LOGGED_MODELS, value)
+        self.log_batch(run_id, [], [], [RunTag(MLFLOW_LOGGED_MODELS, value)])
+
     # -- runs: searching -------------------------------------------------------------
 
     def _runs_of(self, eid: str, stages: list[str]) -> list[Run]:
@@ -954,10 +976,8 @@ class BucketTrackingStore(AbstractStore):
         )
         return PagedList(page, token)
 
-    # -- traces: not stored in the bucket (yet) -------------------------------------
-
-    def search_traces(self, *args: Any, **kwargs: Any) -> tuple[list[Any], str | None]:
-        return [], None
+    # Traces, GenAI evaluation and the AI gateway are not stored in the bucket:
+    # unsupported.fill_unsupported answers those calls (empty, or NOT_IMPLEMENTED).
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything logged so far is in the bucket."""
