@@ -12,17 +12,33 @@ touched (read-your-writes).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from mlflow_bucket.config import Settings
-from mlflow_bucket.log import ClockOffset, Compaction, Log, LogView, ObjectCache, SideObjects, Spool
+from mlflow_bucket.log import (
+    ClockOffset,
+    Compaction,
+    CorruptObject,
+    Log,
+    LogView,
+    ObjectCache,
+    SideObjects,
+    Spool,
+    default_spool_dir,
+)
+from mlflow_bucket.log.cache import store_id
 from mlflow_bucket.marker import ensure_marker
-from mlflow_bucket.storage import ObjectStore, open_store
+from mlflow_bucket.storage import ObjectStore, TransientError, open_store
 
 from .fold import (
     Entry,
@@ -33,8 +49,20 @@ from .fold import (
     new_experiments_state,
 )
 
+log = logging.getLogger(__name__)
+
 EXPERIMENTS_LOG = "tracking/experiments"
 INDEX_LOG = "tracking/index"
+
+# How long a read waits for a listing of news before it answers from the
+# state it has. Every logging call reads (is the run active? was the param
+# logged?): it must not hang on a bucket that is slow or down (design
+# property 8). Explicitly fresh reads (a name's uniqueness, an id not found
+# yet) still wait.
+REFRESH_WAIT = 1.0
+# How long opening a store waits for a crashed process's spooled batches
+# to be uploaded (they go on uploading in the background after that).
+RECOVERY_WAIT = 10.0
 
 
 def experiment_log(eid: str) -> str:
@@ -69,7 +97,7 @@ def dump_experiment(state: State, side: SideObjects) -> State:
     for run_id, doc in state["runs"].items():
         copy_doc = dict(doc)
         if doc["hist"]:
-            history = merge_history(side.get(doc["href"]) if doc["href"] else {}, doc["hist"])
+            history = merge_history(_readable_side(side, doc["href"]), doc["hist"])
             changed.append(run_id)
             merged.append(history)
         elif doc["href"]:
@@ -82,6 +110,21 @@ def dump_experiment(state: State, side: SideObjects) -> State:
     return out
 
 
+def _readable_side(side: SideObjects, ref: str | None) -> Any:
+    """A run's history as of the last checkpoint; {} (with a warning) if it is damaged.
+
+    The checkpoint being written then holds what is readable, rather than
+    no checkpoint ever being written again.
+    """
+    if not ref:
+        return {}
+    try:
+        return side.get(ref)
+    except CorruptObject as exc:
+        log.warning("metric history %s is unreadable (%s); left out", exc.where, exc.reason)
+        return {}
+
+
 def merge_history(base: Mapping[str, list[Any]], new: Mapping[str, list[Any]]) -> dict[str, Any]:
     """Union of two histories, each point once, in (step, timestamp, value) order."""
     out: dict[str, Any] = {}
@@ -89,6 +132,62 @@ def merge_history(base: Mapping[str, list[Any]], new: Mapping[str, list[Any]]) -
         points = {tuple(p) for p in base.get(key, [])} | {tuple(p) for p in new.get(key, [])}
         out[key] = [list(p) for p in sorted(points, key=lambda p: (p[3], p[2], p[0], p[1]))]
     return out
+
+
+class _Refresher:
+    """Refreshes one view in a background thread; callers wait for it a bounded time.
+
+    A refresh that does not finish within the wait goes on in the
+    background while callers answer from the state they have; the next
+    caller does not wait for it again. Errors of a refresh that finished in
+    time reach the caller, except a store that stayed unreachable through
+    every retry: then the caller answers from what it has, with a warning.
+    """
+
+    def __init__(self, view: LogView[State]) -> None:
+        self.view = view
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._deadline = 0.0
+        self._error: BaseException | None = None
+        self._warned = 0.0
+
+    def _run(self, max_age: float) -> None:
+        try:
+            self.view.refresh(max_age)
+        except BaseException as exc:
+            self._error = exc
+
+    def refresh(self, max_age: float, wait: float) -> None:
+        with self._lock:
+            thread = self._thread
+            if thread is None or not thread.is_alive():
+                self._error = None
+                thread = self._thread = threading.Thread(
+                    target=self._run, args=(max_age,), name="mlflow-bucket-refresh", daemon=True
+                )
+                self._deadline = time.monotonic() + wait
+                thread.start()
+            remaining = self._deadline - time.monotonic()
+        if remaining > 0:
+            thread.join(remaining)
+        if thread.is_alive():
+            return
+        with self._lock:
+            error, self._error = self._error, None
+        if error is None:
+            return
+        if isinstance(error, TransientError | OSError):
+            now = time.monotonic()
+            if now - self._warned > 60 or not self._warned:
+                self._warned = now
+                log.warning(
+                    "%s: cannot list news (%s); answering from what this process has",
+                    self.view.log,
+                    error,
+                )
+            return
+        raise error
 
 
 class Backend:
@@ -110,15 +209,43 @@ class Backend:
         self.compaction = Compaction(threshold=settings.compact_threshold)
         self._lock = threading.RLock()
         self._spool: Spool | None = None
+        # One folder per store, also under $MLFLOW_BUCKET_SPOOL_DIR: a dead
+        # process's batches must only ever be replayed into their own store.
+        self.spool_dir: Path = (
+            settings.spool_dir / store_id(self.store)
+            if settings.spool_dir is not None
+            else default_spool_dir(self.store)
+        )
         self.experiments = self._view(EXPERIMENTS_LOG, fold_experiments, new_experiments_state)
         self.index = self._view(INDEX_LOG, fold_index, new_index_state)
         self._exp_views: dict[str, LogView[State]] = {}
-        # Runs this process wrote to, per experiment: the entries it wrote
-        # and a doc = the view's doc at `base` + those entries.
-        self._own: dict[str, dict[tuple[str, str], list[Entry]]] = {}
+        self._refreshers: dict[int, _Refresher] = {}
+        # A copy of the experiments state as of `_experiments_seq`: callers
+        # read it without a lock while a refresh may fold into the original.
+        self._experiments_copy: State | None = None
+        self._experiments_seq = -1
+        # Entries this process wrote and the view may not have folded yet,
+        # per experiment and run/model: [batch id, entry, log number it
+        # landed at or before (None: not known to have landed)].
+        self._own: dict[str, dict[tuple[str, str], list[list[Any]]]] = {}
+        # Per run/model: (the view doc's seq it was built on, view doc + own entries).
         self._local: dict[str, dict[tuple[str, str], tuple[int, dict[str, Any]]]] = {}
         # Runs and models this process created: their experiment, known at once.
         self.own_index: dict[str, str] = {}
+        self._ts_lock = threading.Lock()
+        self._last_ts = 0
+        if self._spooled_elsewhere():
+            # A crashed process may have left batches for this store: the
+            # spool's opening claims them and its flusher uploads them,
+            # whether or not this process writes anything itself. Waiting
+            # a little for that lets this process's first reads show them.
+            self.spool.flush(RECOVERY_WAIT)
+
+    def _spooled_elsewhere(self) -> bool:
+        try:
+            return any(p.is_dir() and not p.name.startswith(".") for p in self.spool_dir.iterdir())
+        except OSError:
+            return False
 
     def _log(self, root: str) -> Log:
         return Log(self.store, root, cache=self.cache)
@@ -132,15 +259,38 @@ class Backend:
             if self._spool is None:
                 s = self.settings
                 self._spool = Spool(
-                    s.spool_dir,
+                    self.spool_dir,
                     self.store,
                     flush_interval=s.flush_interval,
                     sync=s.sync,
                     cache=self.cache,
                 )
+                # After the spool's own exit hook, so that it runs first.
+                _finish_mlflow_at_exit_hook()
             return self._spool
 
     # -- reading ------------------------------------------------------------
+
+    def _refresh(self, view: LogView[State], fresh: bool) -> None:
+        """Bring ``view`` up to date: at once if ``fresh``, else within bounds.
+
+        Not fresh: at most one listing per refresh interval, and no caller
+        waits more than REFRESH_WAIT for it (the first load excepted).
+        """
+        if fresh:
+            view.refresh(0)
+            return
+        interval = self.settings.refresh_interval
+        if view.seq < 0:
+            view.refresh(interval)
+            return
+        if not view.due(interval):
+            return
+        with self._lock:
+            refresher = self._refreshers.get(id(view))
+            if refresher is None:
+                refresher = self._refreshers[id(view)] = _Refresher(view)
+        refresher.refresh(interval, REFRESH_WAIT)
 
     def experiment_view(self, eid: str) -> LogView[State]:
         with self._lock:
@@ -155,25 +305,32 @@ class Backend:
             return view
 
     def experiments_state(self, fresh: bool = False) -> State:
-        return self.experiments.refresh(0 if fresh else self.settings.refresh_interval)
+        """The experiments state; a copy, so callers may read it without a lock."""
+        view = self.experiments
+        self._refresh(view, fresh)
+        with view.lock:
+            if self._experiments_copy is None or self._experiments_seq != view.seq:
+                self._experiments_copy = copy.deepcopy(view.state)
+                self._experiments_seq = view.seq
+            return self._experiments_copy
+
+    def _indexed(self, kind: str, ident: str) -> str | None:
+        if ident in self.own_index:
+            return self.own_index[ident]
+        for fresh in (False, True):
+            # Not found: created elsewhere a moment ago? Look once more, now.
+            self._refresh(self.index, fresh)
+            with self.index.lock:
+                eid: str | None = self.index.state[kind].get(ident)
+            if eid is not None:
+                return eid
+        return None
 
     def experiment_of_run(self, run_id: str) -> str | None:
-        if run_id in self.own_index:
-            return self.own_index[run_id]
-        state = self.index.refresh(self.settings.refresh_interval)
-        eid = state["runs"].get(run_id)
-        if eid is None:
-            # A run created elsewhere a moment ago: look once more, now.
-            eid = self.index.refresh(0)["runs"].get(run_id)
-        return eid
+        return self._indexed("runs", run_id)
 
     def experiment_of_model(self, model_id: str) -> str | None:
-        if model_id in self.own_index:
-            return self.own_index[model_id]
-        eid = self.index.refresh(self.settings.refresh_interval)["models"].get(model_id)
-        if eid is None:
-            eid = self.index.refresh(0)["models"].get(model_id)
-        return eid
+        return self._indexed("models", model_id)
 
     @contextmanager
     def experiment_state(self, eid: str, fresh: bool = False) -> Iterator[State]:
@@ -182,10 +339,10 @@ class Backend:
         Held under the view's lock: the fold mutates the state in place.
         """
         view = self.experiment_view(eid)
-        view.refresh(0 if fresh else self.settings.refresh_interval)
+        self._refresh(view, fresh)
         with view.lock, self._lock:
             state = view.state
-            local = self._local_docs(eid, state)
+            local = self._local_docs(eid, state, view.seq)
             if not local:
                 yield state
                 return
@@ -196,27 +353,64 @@ class Backend:
                     out[kind] = {**state[kind], **mine}
             yield out
 
-    def _local_docs(self, eid: str, state: State) -> dict[tuple[str, str], dict[str, Any]]:
+    def _landed(self, eid: str) -> tuple[set[str], int]:
+        """(batches for ``eid``'s log still queued, a number every other one landed at or below).
+
+        Read in this order: a batch leaves the queue only after it was
+        appended and the spool's log noted the number.
+        """
+        if self._spool is None:
+            return set(), 0
+        key = experiment_log(eid)
+        pending = self._spool.pending_batches(key)
+        return pending, self._spool.log(key).known_tail
+
+    def _local_docs(
+        self, eid: str, state: State, view_seq: int
+    ) -> dict[tuple[str, str], dict[str, Any]]:
         own = self._own.get(eid)
         if not own:
             return {}
         local = self._local.setdefault(eid, {})
         out: dict[tuple[str, str], dict[str, Any]] = {}
-        for (kind, key), entries in own.items():
+        marks: tuple[set[str], int] | None = None
+        for ident, items in list(own.items()):
+            kind, key = ident
             base_doc = state[kind].get(key)
             base_seq = base_doc.get("seq", 0) if base_doc else 0
-            cached = local.get((kind, key))
+            cached = local.get(ident)
             if cached is None or cached[0] != base_seq:
-                # Someone else's entries for it were folded: rebuild from the
-                # view's doc plus our own entries (the fold is idempotent).
+                # The view folded something of this run (ours or another
+                # writer's): forget our entries it has, rebuild from its doc
+                # plus the rest (the fold is idempotent).
+                if marks is None:
+                    marks = self._landed(eid)
+                pending, tail = marks
+                for item in items:
+                    if item[2] is None and item[0] not in pending:
+                        item[2] = tail
+                items[:] = [item for item in items if item[2] is None or item[2] > view_seq]
+                if not items:
+                    del own[ident]
+                    local.pop(ident, None)
+                    continue
                 doc_state = new_experiment_state()
                 if base_doc is not None:
                     doc_state[kind][key] = copy.deepcopy(base_doc)
-                fold_experiment(doc_state, base_seq, entries)
-                cached = local[(kind, key)] = (base_seq, doc_state[kind].get(key, {}))
+                fold_experiment(doc_state, base_seq, [item[1] for item in items])
+                cached = local[ident] = (base_seq, doc_state[kind].get(key, {}))
             if cached[1]:
-                out[(kind, key)] = cached[1]
+                out[ident] = cached[1]
         return out
+
+    def read_history(self, eid: str, ref: str) -> dict[str, Any]:
+        """A run's metric history as of its experiment's checkpoint ({} if damaged, warned)."""
+        try:
+            history: dict[str, Any] = self.experiment_view(eid).log.read_side(ref)
+        except CorruptObject as exc:
+            log.warning("metric history %s is unreadable (%s); left out", exc.where, exc.reason)
+            return {}
+        return history
 
     # -- writing ------------------------------------------------------------
 
@@ -227,14 +421,14 @@ class Backend:
     def write_run_entries(self, eid: str, entries: list[Entry]) -> None:
         """Queue entries of runs/models of experiment ``eid``; visible here at once."""
         stamped = [{**e, "w": self.writer} for e in entries]
-        self.spool.enqueue(experiment_log(eid), stamped)
+        batch = self.spool.enqueue(experiment_log(eid), stamped)
         with self._lock:
             own = self._own.setdefault(eid, {})
             local = self._local.setdefault(eid, {})
             for entry in stamped:
                 kind = "models" if entry["op"].startswith("model.") else "runs"
                 ident = (kind, entry["id"])
-                own.setdefault(ident, []).append(entry)
+                own.setdefault(ident, []).append([batch, entry, None])
                 cached = local.get(ident)
                 if cached is not None:
                     # Fold just this entry onto the overlay: logging in a
@@ -255,7 +449,15 @@ class Backend:
         self.spool.enqueue(INDEX_LOG, entries)
 
     def now_ms(self) -> int:
-        return self.clock.now_ms()
+        """The store's time for a register's timestamp, never less than the last one given.
+
+        The clock correction is re-measured now and then, and the local
+        clock may step back: without this, a later write of this process
+        could lose to its own earlier one (a run's FINISHED to its RUNNING).
+        """
+        with self._ts_lock:
+            self._last_ts = max(self.clock.now_ms(), self._last_ts)
+            return self._last_ts
 
     def flush(self, timeout: float | None = None) -> bool:
         return self._spool.flush(timeout) if self._spool is not None else True
@@ -263,6 +465,44 @@ class Backend:
 
 _BACKENDS: dict[str, Backend] = {}
 _BACKENDS_LOCK = threading.Lock()
+# Not _BACKENDS_LOCK: hooks are registered from Backend.__init__, which
+# backend_for runs under that lock.
+_HOOKS_LOCK = threading.Lock()
+_exit_hooked = False
+
+
+def _finish_mlflow_at_exit() -> None:
+    """Do MLflow's end-of-process writes while they can still be uploaded.
+
+    MLflow ends the active run (status FINISHED) and drains its async
+    logging queue in plain atexit hooks. Those run after threading's exit
+    hooks, where the spool uploads what is queued, and after the cloud
+    clients' sessions were closed by their finalizers: writes made then
+    would only reach the bucket when the next process opens the store. So
+    do the same here, first, for a run logged to one of our stores;
+    MLflow's own hooks then find nothing left to do.
+    """
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    if fluent is None:
+        return
+    with contextlib.suppress(Exception):
+        if fluent.get_tracking_uri() not in _BACKENDS:
+            return
+        fluent.flush_async_logging()
+    with contextlib.suppress(Exception):
+        if fluent.active_run() is not None:
+            fluent.end_run()
+
+
+def _finish_mlflow_at_exit_hook() -> None:
+    global _exit_hooked
+    with _HOOKS_LOCK:
+        if _exit_hooked:
+            return
+        _exit_hooked = True
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:  # every CPython since 3.9
+        register(_finish_mlflow_at_exit)
 
 
 def backend_for(uri: str) -> Backend:

@@ -293,7 +293,9 @@ class Checkpoints(Generic[S]):
             _, refs = self.write(seq, state, usable)
             if self.compaction.gc:
                 self.gc()
-        except (StorageError, OSError) as exc:
+        except (StorageError, OSError, codec.CorruptObject) as exc:
+            # A damaged object the dump needed (a side object, say) must not
+            # make the state unreadable: readers still fold the log.
             log.info("compaction of %s at %d skipped: %s", self.log, seq, exc)
             return None
         return Base(seq, refs, (*listed, seq))

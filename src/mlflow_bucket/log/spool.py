@@ -89,7 +89,7 @@ else:
         return True
 
 
-# Open spools, closed (flushed) when the interpreter exits.
+# Open spools, flushed and closed when the interpreter exits.
 _OPEN: weakref.WeakSet[Spool] = weakref.WeakSet()
 _EXIT_HOOK = threading.Lock()
 _exit_hooked = False
@@ -98,18 +98,34 @@ _exit_hooked = False
 def _flush_at_exit() -> None:
     for spool in list(_OPEN):
         with contextlib.suppress(Exception):
-            spool.close(spool.exit_timeout)
+            spool.flush(spool.exit_timeout)
+
+
+def _close_at_exit() -> None:
+    for spool in list(_OPEN):
+        with contextlib.suppress(Exception):
+            spool.close(spool.exit_timeout, give_up_on_error=True)
 
 
 def _on_exit(spool: Spool) -> None:
     """Flush ``spool`` on a clean exit, while uploading is still possible.
 
-    A plain atexit hook runs too late: by then concurrent.futures refuses
-    new work ("cannot schedule new futures after interpreter shutdown"),
-    and the cloud clients need executors (DNS lookups, parallel GETs).
-    threading's own exit hooks run before that, newest first, so one
-    registered now runs ahead of concurrent.futures' (registered at its
-    import, which the storage layer has done already).
+    Two steps. A plain atexit hook runs too late for the bulk: by then
+    concurrent.futures refuses new work ("cannot schedule new futures after
+    interpreter shutdown"), and the cloud clients need executors (DNS
+    lookups, parallel GETs). threading's own exit hooks run before that,
+    newest first, so one registered now runs ahead of concurrent.futures'
+    (registered at its import, which the storage layer has done already):
+    it uploads everything queued so far, and leaves the spool open.
+
+    But writers keep writing after it: MLflow ends the active run and
+    flushes its async logging queue in plain atexit hooks, and non-daemon
+    threads are joined only after threading's hooks. So the spool is
+    closed by a plain atexit hook registered when this module is imported
+    (during ``import mlflow``, through the plugins' entry points), which
+    therefore runs after those registered later: it uploads the
+    stragglers over the connections the first step left open, or leaves
+    them for the next process if that fails.
     """
     global _exit_hooked
     _OPEN.add(spool)
@@ -122,6 +138,9 @@ def _on_exit(spool: Spool) -> None:
         atexit.register(_flush_at_exit)
     else:
         register(_flush_at_exit)
+
+
+atexit.register(_close_at_exit)
 
 
 def default_spool_dir(store: ObjectStore) -> Path:
@@ -420,12 +439,24 @@ class Spool:
         with self._cond:
             return {item.path for d in self._dirs for item in d.items.values()}
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued so far is uploaded; False on timeout."""
+    def pending_batches(self, log_key: str) -> set[str]:
+        """Ids of the batches queued for ``log_key`` and not uploaded yet."""
+        with self._cond:
+            return {
+                item.batch for d in self._dirs for item in d.items.values() if item.log == log_key
+            }
+
+    def flush(self, timeout: float | None = None, *, give_up_on_error: bool = False) -> bool:
+        """Wait until everything queued so far is uploaded; False on timeout.
+
+        ``give_up_on_error``: also return False as soon as an upload attempt
+        fails (at exit, rather than wait out the timeout).
+        """
         targets = self._pending_paths()
         if not targets:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
+        failures = self._flusher.failures
         self._wake.set()
         with self._cond:
             while targets & {item.path for d in self._dirs for item in d.items.values()}:
@@ -434,10 +465,12 @@ class Spool:
                     return False
                 if not self._flusher.is_alive():
                     return False
+                if give_up_on_error and self._flusher.failures > failures:
+                    return False
                 self._cond.wait(0.5 if remaining is None else min(remaining, 0.5))
         return True
 
-    def close(self, timeout: float | None = None) -> bool:
+    def close(self, timeout: float | None = None, *, give_up_on_error: bool = False) -> bool:
         """Flush (up to ``timeout``), stop the flusher, release the spool folder.
 
         What could not be uploaded stays on disk for the next process.
@@ -445,7 +478,7 @@ class Spool:
         """
         if self._closed:
             return not self._pending_paths()
-        done = self.flush(timeout)
+        done = self.flush(timeout, give_up_on_error=give_up_on_error)
         self._closed = True
         self._stop.set()
         self._wake.set()

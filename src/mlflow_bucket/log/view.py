@@ -24,7 +24,10 @@ class LogView(Generic[S]):
 
     Thread-safe. The fold runs under ``self.lock``; a fold that mutates the
     state in place rather than returning a new one needs readers to hold
-    that lock too while they look at ``state``.
+    that lock too while they look at ``state``. Network requests (listing,
+    fetching, checkpointing) happen outside that lock, one refresher at a
+    time, so readers never wait on the bucket for a state they already
+    have.
     """
 
     def __init__(
@@ -43,6 +46,10 @@ class LogView(Generic[S]):
             log, fold, initial, dump=dump, load=load, compaction=compaction
         )
         self.lock = threading.RLock()
+        # Held across a refresh's requests: one refresher at a time. Only
+        # the refresher changes the state, so while it holds this lock the
+        # state is stable for its checkpoint's dump without ``lock``.
+        self._refreshing = threading.RLock()
         self._clock = clock
         self._state: S | None = None
         self._seq = -1  # not loaded yet
@@ -62,10 +69,20 @@ class LogView(Generic[S]):
             return self.refresh(max_age=float("inf"))
         return self._state  # type: ignore[return-value]
 
+    def due(self, max_age: float) -> bool:
+        """Whether ``refresh(max_age)`` would list the log now."""
+        checked = self._checked
+        return self._seq < 0 or checked is None or self._clock() - checked >= max_age
+
     def refresh(self, max_age: float = 1.0) -> S:
-        """Apply new log objects, listing at most once per ``max_age`` seconds."""
-        with self.lock:
-            started = self._clock()
+        """Apply new log objects, listing at most once per ``max_age`` seconds.
+
+        ``max_age=0``: the state includes every log object that existed when
+        the call began.
+        """
+        started = self._clock()
+        with self._refreshing:
+            # A refresh that began after this call (while it waited) will do.
             if self._seq >= 0 and self._checked is not None and started - self._checked < max_age:
                 return self._state  # type: ignore[return-value]
             if self._seq < 0:
@@ -83,22 +100,23 @@ class LogView(Generic[S]):
     def append(self, entries: Iterable[Mapping[str, Any]]) -> int:
         """Append a batch and refresh up to it, so the caller sees its own write."""
         seq = self.log.append(entries)
-        with self.lock:
-            if self._seq < seq:
-                self.refresh(max_age=0)
+        if self._seq < seq:
+            self.refresh(max_age=0)
         return seq
 
     def _cold(self) -> None:
         seq, state, base = self.checkpoints.read()
-        self._state, self._seq, self._base = state, seq, base
+        with self.lock:
+            self._state, self._seq, self._base = state, seq, base
 
     def _catch_up(self) -> None:
         fold = self.checkpoints.fold
-        for record in self.log.records(self._seq):
-            # State and number move together, so a failure part-way leaves
-            # a consistent view that the next refresh continues.
-            self._state = fold(self._state, record.seq, record.entries)  # type: ignore[arg-type]
-            self._seq = record.seq
+        # Fetched first, folded after: readers wait for the fold, not the bucket.
+        records = list(self.log.records(self._seq))
+        with self.lock:
+            for record in records:
+                self._state = fold(self._state, record.seq, record.entries)  # type: ignore[arg-type]
+                self._seq = record.seq
 
     def _compact(self) -> None:
         threshold = self.checkpoints.compaction.threshold
