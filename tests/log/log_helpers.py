@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from mlflow_bucket.log import Log
-from mlflow_bucket.storage import ObjectStore, TransientError
+from mlflow_bucket.storage import ObjectStore, PermissionDenied, TransientError
 from mlflow_bucket.storage.base import ListPage, ObjectInfo
 
 
@@ -101,6 +101,16 @@ class FlakyStore(WrappedStore):
         if self.down.is_set():
             self.refused += 1
             raise TransientError("store unreachable (test)", operation=op, url=self.url(key))
+
+
+class DenyingStore(WrappedStore):
+    """A store whose credentials may read but not create: a permanent refusal (HTTP 403)."""
+
+    def before(self, op: str, key: str) -> None:
+        if op == "create":
+            raise PermissionDenied(
+                "may not create (test)", operation=op, url=self.url(key), status=403
+            )
 
 
 def fold(state: dict[str, Any], seq: int, entries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -10,15 +10,18 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from log_helpers import CountingStore, FlakyStore
+from log_helpers import CountingStore, DenyingStore, FlakyStore
 
 from mlflow_bucket.log import Log, Spool
+from mlflow_bucket.log import spool as spool_module
 from mlflow_bucket.log.spool import PAUSE_ENV
-from mlflow_bucket.storage import ObjectStore
+from mlflow_bucket.storage import ObjectStore, PermissionDenied
 
 LOGS = ["exp/1", "exp/2"]
 
@@ -40,6 +43,33 @@ def _exactly_once(who: str, n: int) -> Counter[tuple[str, int]]:
 def _enqueue(spool: Spool, who: str, n: int) -> None:
     for i in range(n):
         spool.enqueue(LOGS[i % 2], [{"w": who, "i": i}])
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def _returns_within(seconds: float, fn: Callable[[], Any]) -> Any:
+    """``fn()``, run aside: a call that never returns fails the test instead of hanging it."""
+    result: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{fn} still waiting after {seconds} s"
+    if errors:
+        raise errors[0]
+    return result[0]
 
 
 @pytest.fixture
@@ -100,10 +130,68 @@ def test_an_unreachable_store_never_raises_and_everything_arrives_later(
     with Spool(spool_dir, flaky, flush_interval=0.05, cache=None) as spool:
         _enqueue(spool, "me", 6)
         assert not spool.flush(timeout=1.0)
-        assert flaky.refused > 0 and spool._flusher.failures > 0
+        # One failed pass retries each log's append up to 8 times, with
+        # jittered waits of up to 0.7 s a log: on a loaded machine it can
+        # end after the second above.
+        _wait_for(lambda: spool._flusher.failures > 0)
+        assert flaky.refused > 0
         flaky.down.clear()
         assert spool.flush(timeout=60)
     assert _seen(store) == _exactly_once("me", 6)
+
+
+def test_a_flush_wakes_the_flusher_from_its_backoff(
+    store: ObjectStore, spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a failed pass the flusher sleeps up to a minute; a flush() does not wait that out."""
+    monkeypatch.setattr(spool_module, "random", SimpleNamespace(uniform=lambda a, b: 100.0))
+    flaky = FlakyStore(store)
+    flaky.down.set()
+    with Spool(spool_dir, flaky, flush_interval=3600, cache=None) as spool:
+        _enqueue(spool, "me", 2)
+        assert not spool.flush(timeout=0.1)  # wakes the flusher, whose pass fails
+        _wait_for(lambda: spool._flusher.failures > 0)  # now it sleeps 50 s
+        flaky.down.clear()
+        assert spool.flush(timeout=20)
+    assert _seen(store) == _exactly_once("me", 2)
+
+
+def test_a_batch_that_cannot_be_uploaded_holds_up_neither_flush_nor_close(
+    store: ObjectStore, spool_dir: Path
+) -> None:
+    """Without a timeout they wait out an unreachable store, not a refusal (a 403).
+
+    They return False instead; the batches stay queued for a later attempt.
+    """
+    denied = DenyingStore(store)
+    spool = Spool(spool_dir, denied, flush_interval=0.05, cache=None)
+    _enqueue(spool, "me", 4)
+    assert _returns_within(60, spool.flush) is False
+    assert isinstance(spool.last_error, PermissionDenied)
+    assert _returns_within(60, spool.close) is False
+    assert _seen(store) == Counter()
+    with Spool(spool_dir, store, cache=None) as second:
+        assert second.flush(timeout=60)
+    assert _seen(store) == _exactly_once("me", 4)
+
+
+def test_an_exception_leaving_the_block_is_not_held_up_by_an_unreachable_store(
+    store: ObjectStore, spool_dir: Path
+) -> None:
+    """Closing on an exception waits ``exit_timeout`` at most, like at exit; a failed
+    assertion inside the block used to hang the test run here."""
+    flaky = FlakyStore(store)
+    flaky.down.set()
+
+    def failing_block() -> None:
+        with Spool(spool_dir, flaky, flush_interval=0.05, exit_timeout=0.5, cache=None) as spool:
+            _enqueue(spool, "me", 3)
+            raise KeyError("the training step failed")
+
+    with pytest.raises(KeyError, match="training step"):
+        _returns_within(60, failing_block)
+    # Still queued on disk, for the next process on this store.
+    assert len(list(spool_dir.glob("*/0*.json"))) == 3
 
 
 def test_sync_mode_appends_inside_the_call(store: ObjectStore, spool_dir: Path) -> None:

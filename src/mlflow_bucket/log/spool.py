@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlflow_bucket.storage import ObjectStore
+from mlflow_bucket.storage import ObjectStore, TransientError
 from mlflow_bucket.storage.base import validate_key
 
 from . import codec
@@ -183,6 +183,11 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def _worst(errors: list[BaseException]) -> BaseException:
+    """The error a failed drain reports: one retrying cannot fix if any, else the first."""
+    return next((e for e in errors if not isinstance(e, TransientError)), errors[0])
 
 
 @dataclass
@@ -447,7 +452,13 @@ class Spool:
             }
 
     def flush(self, timeout: float | None = None, *, give_up_on_error: bool = False) -> bool:
-        """Wait until everything queued so far is uploaded; False on timeout.
+        """Wait until everything queued so far is uploaded; False if not.
+
+        False on timeout, and as soon as an upload fails for a reason that
+        retrying cannot fix (any error but a TransientError: a 403, a
+        damaged object, a full disk...). So ``flush()`` without a timeout
+        waits out an unreachable store, but never a batch that cannot be
+        uploaded; that batch stays queued, and the flusher keeps trying it.
 
         ``give_up_on_error``: also return False as soon as an upload attempt
         fails (at exit, rather than wait out the timeout).
@@ -456,6 +467,7 @@ class Spool:
         if not targets:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
+        permanent = self._flusher.permanent_failures
         failures = self._flusher.failures
         self._wake.set()
         with self._cond:
@@ -464,6 +476,8 @@ class Spool:
                 if remaining is not None and remaining <= 0:
                     return False
                 if not self._flusher.is_alive():
+                    return False
+                if self._flusher.permanent_failures > permanent:
                     return False
                 if give_up_on_error and self._flusher.failures > failures:
                     return False
@@ -503,7 +517,10 @@ class Spool:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        # Leaving on an exception: close as at exit, within exit_timeout (what
+        # is not uploaded by then stays queued for the next process), rather
+        # than hold the exception up for as long as the store is unreachable.
+        self.close(None if exc[0] is None else self.exit_timeout)
 
     # -- uploading (called from the flusher thread) --------------------------
 
@@ -522,7 +539,7 @@ class Spool:
             if not d.own and not d.items:
                 self._release(d)
         if errors:
-            raise errors[0]
+            raise _worst(errors)
 
     def _drain_dir(self, d: _Dir) -> None:
         for marker in sorted(d.path.glob(f"{MARKER_PREFIX}*.json")):
@@ -548,7 +565,7 @@ class Spool:
             except Exception as exc:  # one log failing must not hold the others up
                 errors.append(exc)
         if errors:
-            raise errors[0]
+            raise _worst(errors)
 
     def _upload(self, d: _Dir, log_key: str, items: list[_Item]) -> None:
         target = self.log(log_key)
@@ -634,6 +651,8 @@ class Flusher(threading.Thread):
         super().__init__(name="mlflow-bucket-flusher", daemon=True)
         self.spool = spool
         self.failures = 0
+        # Failed drains that retrying cannot fix (see Spool.flush).
+        self.permanent_failures = 0
 
     def run(self) -> None:
         spool = self.spool
@@ -645,6 +664,9 @@ class Flusher(threading.Thread):
             first = any(not d.own for d in spool._dirs)
         while True:
             if not first:
+                # No wake-up is lost: a set() before the clear is served by
+                # the drain below, which starts after it and reads the queue
+                # afresh; one during the drain ends the next wait at once.
                 spool._wake.wait(backoff or spool.flush_interval)
                 spool._wake.clear()
             first = False
@@ -657,6 +679,8 @@ class Flusher(threading.Thread):
                 backoff = 0.0
             except Exception as exc:
                 self.failures += 1
+                if not isinstance(exc, TransientError):
+                    self.permanent_failures += 1
                 spool.last_error = exc
                 backoff = min(_MAX_BACKOFF, max(0.5, backoff * 2)) * random.uniform(0.75, 1.25)
                 level = (
