@@ -1,0 +1,21 @@
+"""Helpers for the tracking store's tests (imported by name: tests/ has no packages)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlflow_bucket_plugins.tracking.backend import forget_backends
+
+
+def reopen(uri: str) -> Any:
+    """An MlflowClient on ``uri`` as a new process would have it: fresh Backends, cold reads.
+
+    MLflow caches one store instance per URI, and a store holds its Backend:
+    both go, after every queued write is flushed to the bucket.
+    """
+    from mlflow import MlflowClient
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+    forget_backends()
+    _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+    return MlflowClient(uri)
