@@ -63,6 +63,13 @@ REFRESH_WAIT = 1.0
 # How long opening a store waits for a crashed process's spooled batches
 # to be uploaded (they go on uploading in the background after that).
 RECOVERY_WAIT = 10.0
+# A process that wrote to a log checkpoints it at exit once this many log
+# objects follow the newest checkpoint, so that a cold reader folds at most
+# two (a cold search stays within 10 requests, docs/performance.md).
+EXIT_COMPACT_TAIL = 3
+# How long that exit step waits for the spool first; a store still
+# unreachable then gets no checkpoint from this process.
+EXIT_FLUSH_WAIT = 5.0
 
 
 def experiment_log(eid: str) -> str:
@@ -123,6 +130,20 @@ def _readable_side(side: SideObjects, ref: str | None) -> Any:
     except CorruptObject as exc:
         log.warning("metric history %s is unreadable (%s); left out", exc.where, exc.reason)
         return {}
+
+
+def adopt_experiment(state: State, dumped: State) -> None:
+    """After a checkpoint: histories now in side objects leave the view's memory.
+
+    The state then looks like what a cold reader loads from the checkpoint,
+    and the next checkpoint merges and writes only the runs that logged
+    since, not every run again.
+    """
+    runs = state["runs"]
+    for run_id, doc in dumped["runs"].items():
+        live = runs.get(run_id)
+        if live is not None:
+            live["href"], live["hist"] = doc["href"], doc["hist"]
 
 
 def merge_history(base: Mapping[str, list[Any]], new: Mapping[str, list[Any]]) -> dict[str, Any]:
@@ -232,6 +253,8 @@ class Backend:
         self._local: dict[str, dict[tuple[str, str], tuple[int, dict[str, Any]]]] = {}
         # Runs and models this process created: their experiment, known at once.
         self.own_index: dict[str, str] = {}
+        # Logs this process wrote to: checkpointed at exit if their tail grew.
+        self._written: set[str] = set()
         self._ts_lock = threading.Lock()
         self._last_ts = 0
         if self._spooled_elsewhere():
@@ -258,6 +281,9 @@ class Backend:
         with self._lock:
             if self._spool is None:
                 s = self.settings
+                # Before the spool's exit hook, so that it runs after it:
+                # checkpoints what the spool uploaded.
+                _checkpoint_at_exit_hook()
                 self._spool = Spool(
                     self.spool_dir,
                     self.store,
@@ -301,6 +327,7 @@ class Backend:
                     fold_experiment,
                     new_experiment_state,
                     dump=dump_experiment,
+                    adopt=adopt_experiment,
                 )
             return view
 
@@ -314,9 +341,28 @@ class Backend:
                 self._experiments_seq = view.seq
             return self._experiments_copy
 
+    def _loaded_experiment_of(self, kind: str, ident: str) -> str | None:
+        """The experiment of a run/model found in a view already loaded (no request).
+
+        Its entries go to its experiment's log only, so a view holding its
+        create holds the answer; a UI that searched an experiment then
+        opens its runs without loading the index.
+        """
+        with self._lock:
+            views = [(eid, view) for eid, view in self._exp_views.items() if view.seq >= 0]
+        for eid, view in views:
+            with view.lock:
+                doc = view.state[kind].get(ident)
+                if doc is not None and ("user" in doc if kind == "runs" else "name" in doc):
+                    return eid
+        return None
+
     def _indexed(self, kind: str, ident: str) -> str | None:
         if ident in self.own_index:
             return self.own_index[ident]
+        found = self._loaded_experiment_of(kind, ident)
+        if found is not None:
+            return found
         for fresh in (False, True):
             # Not found: created elsewhere a moment ago? Look once more, now.
             self._refresh(self.index, fresh)
@@ -416,6 +462,7 @@ class Backend:
 
     def append_experiments(self, entries: list[Entry]) -> int:
         """Synchronously append to the experiments log; the view sees it at once."""
+        self._written.add(EXPERIMENTS_LOG)
         return self.experiments.append(entries)
 
     def write_run_entries(self, eid: str, entries: list[Entry]) -> None:
@@ -423,6 +470,7 @@ class Backend:
         stamped = [{**e, "w": self.writer} for e in entries]
         batch = self.spool.enqueue(experiment_log(eid), stamped)
         with self._lock:
+            self._written.add(experiment_log(eid))
             own = self._own.setdefault(eid, {})
             local = self._local.setdefault(eid, {})
             for entry in stamped:
@@ -446,6 +494,7 @@ class Backend:
     def write_index(self, entries: list[Entry]) -> None:
         for entry in entries:
             self.own_index[entry["id"]] = entry["exp"]
+        self._written.add(INDEX_LOG)
         self.spool.enqueue(INDEX_LOG, entries)
 
     def now_ms(self) -> int:
@@ -461,6 +510,35 @@ class Backend:
 
     def flush(self, timeout: float | None = None) -> bool:
         return self._spool.flush(timeout) if self._spool is not None else True
+
+    def prefetch_histories(self, eid: str, refs: list[str]) -> None:
+        """Fetch these metric histories into the local cache, in parallel."""
+        self.experiment_view(eid).log.prefetch_sides(refs)
+
+    def finish(self, wait: float = EXIT_FLUSH_WAIT) -> None:
+        """At exit: upload what is queued, then checkpoint the logs this
+        process wrote to whose tail reached EXIT_COMPACT_TAIL objects."""
+        with self._lock:
+            written = sorted(self._written)
+        if not written or not self.flush(wait):
+            return
+        for key in written:
+            if key == EXPERIMENTS_LOG:
+                view = self.experiments
+            elif key == INDEX_LOG:
+                view = self.index
+            else:
+                view = self.experiment_view(key.rsplit("/", 1)[-1])
+            try:
+                if view.seq < 0 and self._spool is not None:
+                    # Not loaded here (the index, usually): load it only if
+                    # its tail is long enough to be worth a checkpoint.
+                    newest = max((seq for seq, _ in view.log.checkpoints()), default=0)
+                    if self._spool.log(key).known_tail - newest < EXIT_COMPACT_TAIL:
+                        continue
+                view.compact(EXIT_COMPACT_TAIL)
+            except Exception as exc:  # exiting: never raise for the store
+                log.info("no checkpoint of %s at exit: %s", view.log, exc)
 
 
 _BACKENDS: dict[str, Backend] = {}
@@ -503,6 +581,46 @@ def _finish_mlflow_at_exit_hook() -> None:
     register = getattr(threading, "_register_atexit", None)
     if register is not None:  # every CPython since 3.9
         register(_finish_mlflow_at_exit)
+
+
+def _finish_all() -> None:
+    with _BACKENDS_LOCK:
+        backends = list(_BACKENDS.values())
+    for backend in backends:
+        with contextlib.suppress(Exception):
+            backend.finish()
+
+
+def close_backends() -> None:
+    """What a process does at exit (upload, checkpoint, release the spool), then
+    forget every Backend.
+
+    Tests use it to end a "process"; the exit hook itself keeps the
+    Backends, as MLflow's own exit hooks may still use them.
+    """
+    _finish_all()
+    with _BACKENDS_LOCK:
+        backends = list(_BACKENDS.values())
+        _BACKENDS.clear()
+    for backend in backends:
+        if backend._spool is not None:
+            backend._spool.close(EXIT_FLUSH_WAIT)
+
+
+_checkpoint_hooked = False
+
+
+def _checkpoint_at_exit_hook() -> None:
+    global _checkpoint_hooked
+    with _HOOKS_LOCK:
+        if _checkpoint_hooked:
+            return
+        _checkpoint_hooked = True
+    # threading's exit hooks run newest first, before concurrent.futures
+    # refuses work (put_many needs it); see spool._on_exit.
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:  # every CPython since 3.9
+        register(_finish_all)
 
 
 def backend_for(uri: str) -> Backend:

@@ -638,6 +638,19 @@ class BucketTrackingStore(AbstractStore):
             base = self.backend.experiment_view(eid).log.read_side(doc["href"])
         return merge_history(base, doc["hist"])
 
+    def _prefetch_histories(self, run_ids: Sequence[str]) -> None:
+        """Fetch the stored histories of several runs at once, before reading them one by one."""
+        refs: dict[str, list[str]] = {}
+        for run_id in dict.fromkeys(run_ids):
+            try:
+                with self._run_doc(run_id) as (eid, doc):
+                    if doc.get("href"):
+                        refs.setdefault(eid, []).append(doc["href"])
+            except MlflowException:
+                continue  # reported (or not) by the read itself
+        for eid, wanted in refs.items():
+            self.backend.prefetch_histories(eid, wanted)
+
     def _points(self, run_id: str, metric_key: str) -> list[list[Any]]:
         """A run's points of one metric; none for an unknown run, as in MLflow's SQL store."""
         try:
@@ -669,6 +682,7 @@ class BucketTrackingStore(AbstractStore):
         self, run_ids: list[str], metric_key: str, max_results: int
     ) -> list[MetricWithRunId]:
         """Histories of several runs, by run id then time (the server's bulk endpoint)."""
+        self._prefetch_histories(run_ids)
         out = []
         for run_id in sorted(set(run_ids)):
             for p in sorted(self._points(run_id, metric_key), key=_by_time):
@@ -708,6 +722,7 @@ class BucketTrackingStore(AbstractStore):
                 "or neither may be specified."
             )
         k = max(1, max_results)
+        self._prefetch_histories(run_ids)
         out: list[MetricWithRunId] = []
         for run_id in run_ids:
             points = sorted(self._points(run_id, metric_key), key=_by_step)

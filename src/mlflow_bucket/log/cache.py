@@ -103,6 +103,10 @@ class ObjectCache:
                 os.utime(path, (now, now))
         return data
 
+    def contains(self, key: str, version: str) -> bool:
+        """Whether the entry is cached (no read, no hit counted)."""
+        return self._path(key, version).is_file()
+
     def put(self, key: str, version: str, data: bytes) -> None:
         path = self._path(key, version)
         tmp_dir = self.directory / _TMP

@@ -30,7 +30,14 @@ from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mlflow_bucket.storage import AlreadyExists, NotFound, ObjectInfo, ObjectStore, TransientError
+from mlflow_bucket.storage import (
+    AlreadyExists,
+    NotFound,
+    ObjectInfo,
+    ObjectStore,
+    StorageError,
+    TransientError,
+)
 from mlflow_bucket.storage.base import MAX_PAGE, validate_key
 
 from . import codec
@@ -409,6 +416,32 @@ class Log:
             if self.cache is not None:
                 self.cache.put(key, "", data)
         return codec.decode_side(data, self.url(key))
+
+    def prefetch_sides(self, refs: Iterable[str]) -> None:
+        """Fetch side objects missing from the local cache, in parallel.
+
+        Later ``read_side`` calls are then served locally: a reader that
+        needs several (the histories of ten runs) waits for one round trip,
+        not ten. Without a cache there is nowhere to keep them: nothing to do.
+        """
+        if self.cache is None:
+            return
+        keys = []
+        for ref in dict.fromkeys(refs):
+            if not _SIDE_NAME.match(ref):
+                raise ValueError(f"not a side-object reference: {ref!r}")
+            key = self.side_key(ref)
+            if not self.cache.contains(key, ""):
+                keys.append(key)
+        if not keys:
+            return
+        try:
+            fetched = self.store.get_many(keys)
+        except StorageError as exc:  # best effort: the reads themselves will tell
+            log.debug("prefetch of side objects of %s failed: %s", self, exc)
+            return
+        for key, data in fetched.items():
+            self.cache.put(key, "", data)
 
     def write_side(self, data: Any, *, existing: Container[str] = ()) -> str:
         """Store ``data`` as a side object; return its reference.

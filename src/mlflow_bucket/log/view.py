@@ -40,8 +40,18 @@ class LogView(Generic[S]):
         load: Callable[[Any], S] | None = None,
         compaction: Compaction | None = None,
         clock: Callable[[], float] = time.monotonic,
+        adopt: Callable[[S, Any], None] | None = None,
     ) -> None:
+        """``adopt(state, doc)``: once a checkpoint of the state is written,
+        make the state look like ``doc`` (what ``dump`` made of it), in
+        place, as a cold reader would load it: data moved into side objects
+        need not stay in memory, nor be dumped again by the next checkpoint.
+        """
         self.log = log
+        self._adopt = adopt
+        self._dumped: Any = None
+        if dump is not None and adopt is not None:
+            dump = self._keeping(dump)
         self.checkpoints = Checkpoints(
             log, fold, initial, dump=dump, load=load, compaction=compaction
         )
@@ -118,13 +128,44 @@ class LogView(Generic[S]):
                 self._state = fold(self._state, record.seq, record.entries)  # type: ignore[arg-type]
                 self._seq = record.seq
 
-    def _compact(self) -> None:
-        threshold = self.checkpoints.compaction.threshold
+    def _keeping(self, dump: Callable[[S, SideObjects], Any]) -> Callable[[S, SideObjects], Any]:
+        def keep(state: S, side: SideObjects) -> Any:
+            self._dumped = dump(state, side)
+            return self._dumped
+
+        return keep
+
+    def _compact(self, threshold: int | None = None) -> bool:
+        if threshold is None:
+            threshold = self.checkpoints.compaction.threshold
         if threshold <= 0 or self._seq - max(self._base.newest_listed, self._tried) < threshold:
-            return
+            return False
         # Whatever happens (someone else checkpointed, we may not write, the
         # store is down), do not try again before another threshold's worth.
         self._tried = self._seq
-        base = self.checkpoints.maybe_compact(self._seq, self._state, self._base)  # type: ignore[arg-type]
-        if base is not None:
-            self._base = base
+        self._dumped = None
+        base = self.checkpoints.maybe_compact(
+            self._seq,
+            self._state,  # type: ignore[arg-type]
+            self._base,
+            threshold=threshold,
+        )
+        if base is None:
+            return False
+        self._base = base
+        if self._adopt is not None and self._dumped is not None:
+            with self.lock:
+                self._adopt(self._state, self._dumped)  # type: ignore[arg-type]
+        self._dumped = None
+        return True
+
+    def compact(self, threshold: int = 1) -> bool:
+        """Bring the view up to date and checkpoint it if ``threshold`` or more
+        log objects follow the newest checkpoint; whether one was written.
+
+        For a writer about to exit, so that the next cold reader of the log
+        folds a short tail. Never raises for the store (see maybe_compact).
+        """
+        with self._refreshing:
+            self.refresh(0)
+            return self._compact(threshold)
