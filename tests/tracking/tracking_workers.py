@@ -1,0 +1,372 @@
+"""Child processes for the concurrency, durability and clock tests.
+
+Each command is plain MLflow code (or the engine's log reader, to count
+what is really in the bucket), run as its own process:
+
+    python tests/tracking/tracking_workers.py <command> <json arguments>
+
+The environment carries the emulator endpoints and MLFLOW_BUCKET_* folders.
+A child prints one JSON line starting with "RESULT " when done; "READY "
+lines mark points the parent waits for (to start many at once, or to kill
+one at a precise moment).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve()
+
+
+def _say(tag: str, value: Any) -> None:
+    sys.stdout.write(f"{tag} {json.dumps(value)}\n")
+    sys.stdout.flush()
+
+
+def _wait_for(go: str | None) -> None:
+    """Block until the file ``go`` exists: processes started one by one begin together."""
+    if not go:
+        return
+    _say("READY", os.getpid())
+    while not os.path.exists(go):
+        time.sleep(0.002)
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+def log_runs(
+    uri: str,
+    experiment: str,
+    worker: int,
+    runs: int,
+    steps: int,
+    go: str | None = None,
+) -> dict[str, Any]:
+    """A training script: runs with params, tags and a metric per step."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    _wait_for(go)
+    exp = mlflow.set_experiment(experiment)
+    names = []
+    for r in range(runs):
+        name = f"w{worker}-r{r}"
+        with mlflow.start_run(run_name=name):
+            mlflow.log_params({"worker": worker, "run": r, "lr": 0.1 / (r + 1)})
+            mlflow.set_tags({"team": "t", "who": f"w{worker}"})
+            for step in range(steps):
+                mlflow.log_metric("loss", expected_value(worker, r, step), step=step)
+        names.append(name)
+    return {"experiment_id": exp.experiment_id, "runs": names}
+
+
+def expected_value(worker: int, run: int, step: int) -> float:
+    return round(1.0 / (1 + step) + worker + run / 1000, 9)
+
+
+def race(uri: str, names: list[str], go: str, go_set: str) -> dict[str, Any]:
+    """Race another process: create ``names``, then ``mlflow.set_experiment("shared")``.
+
+    The creates start together (after ``go``) and follow each other as fast
+    as they can. The set_experiment race is forced: both processes get past
+    MLflow's "does it exist?" before either creates (the create waits for
+    ``go_set``), so one of them always loses.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    client.search_experiments()  # opened and warm: the race is the creates themselves
+    _wait_for(go)
+    creates: dict[str, Any] = {}
+    for name in names:
+        try:
+            creates[name] = {"id": client.create_experiment(name)}
+        except MlflowException as exc:
+            creates[name] = {"error": exc.error_code}
+
+    original = TrackingServiceClient.create_experiment
+    outcome = {}
+
+    def gated(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _wait_for(go_set)
+        try:
+            created = original(self, *args, **kwargs)
+        except MlflowException as exc:
+            outcome["create"] = exc.error_code
+            raise
+        outcome["create"] = "created"
+        return created
+
+    TrackingServiceClient.create_experiment = gated  # type: ignore[method-assign]
+    exp = mlflow.set_experiment("shared")
+    with mlflow.start_run() as run:
+        mlflow.log_param("pid", os.getpid())
+    return {
+        "creates": creates,
+        "set": {
+            **outcome,
+            "returned": exp.experiment_id,
+            "run_experiment": run.info.experiment_id,
+        },
+    }
+
+
+def list_experiments(uri: str) -> dict[str, str]:
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    return {
+        e.name: e.experiment_id
+        for e in MlflowClient(uri).search_experiments(view_type=ViewType.ALL, max_results=1000)
+    }
+
+
+def log_then_hang(uri: str, experiment: str, points: int, set_tag: str | None = None) -> None:
+    """Log, say so after the last call returned, then wait to be killed."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    run = mlflow.start_run()
+    mlflow.log_param("p", "v")
+    for step in range(points):
+        mlflow.log_metric("m", float(step), step=step)
+    if set_tag:
+        mlflow.set_tag("last", set_tag)
+    _say("READY", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id})
+    while True:
+        time.sleep(3600)
+
+
+def log_and_exit(uri: str, experiment: str, points: int, end: bool) -> dict[str, Any]:
+    """A script that logs and just ends (with or without ending its run)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    run = mlflow.start_run()
+    mlflow.log_param("p", "v")
+    for step in range(points):
+        mlflow.log_metric("m", float(step), step=step)
+    if end:
+        mlflow.end_run()
+    return {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id}
+
+
+def set_tags(
+    uri: str, run_id: str, tags: Mapping[str, str], go: str | None = None
+) -> dict[str, Any]:
+    """Set tags on an existing run, one call each; report the register timestamps used."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    client.get_run(run_id)
+    _wait_for(go)
+    stamps = {}
+    store = client._tracking_client.store
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+        stamps[key] = store.backend._last_ts
+    return {"writer": store.backend.writer, "stamps": stamps, "local_ms": int(time.time() * 1000)}
+
+
+def read_all(uri: str, experiment: str) -> dict[str, Any]:
+    """Everything a fresh reader sees of an experiment, through MlflowClient."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return {"experiment_id": None, "runs": {}}
+    runs: dict[str, Any] = {}
+    token = None
+    while True:
+        page = client.search_runs(
+            [exp.experiment_id], run_view_type=ViewType.ALL, max_results=1000, page_token=token
+        )
+        for run in page:
+            hist = {
+                key: sorted(
+                    [m.step, m.value, m.timestamp]
+                    for m in client.get_metric_history(run.info.run_id, key)
+                )
+                for key in run.data.metrics
+            }
+            runs[run.info.run_id] = {
+                "name": run.info.run_name,
+                "status": run.info.status,
+                "params": run.data.params,
+                "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+                "metrics": run.data.metrics,
+                "hist": hist,
+            }
+        token = page.token
+        if not token:
+            break
+    return {"experiment_id": exp.experiment_id, "runs": runs}
+
+
+def count_log(uri: str, experiment_id: str) -> dict[str, Any]:
+    """What the experiment's log objects hold, entry by entry (no fold, no set semantics).
+
+    Counts each metric point and param per run as often as it was written,
+    and each batch id as often as it appears: a batch uploaded twice
+    would show here even though the fold would hide it.
+    """
+    from mlflow_bucket.log import Log
+    from mlflow_bucket.storage import open_store
+
+    store = open_store(uri)
+    log = Log(store, f"tracking/exp/{experiment_id}", cache=None)
+    points: Counter[str] = Counter()
+    params: Counter[str] = Counter()
+    creates: Counter[str] = Counter()
+    batches: Counter[str] = Counter()
+    objects = 0
+    for record in log.records(0):
+        objects += 1
+        batches.update(record.batches)
+        for entry in record.entries:
+            if entry.get("op") == "run.create":
+                creates[entry["id"]] += 1
+            if entry.get("op") != "run.log":
+                continue
+            for key in entry.get("params") or {}:
+                params[f"{entry['id']}/{key}"] += 1
+            for point in entry.get("metrics") or []:
+                points[f"{entry['id']}/{point[0]}/{point[4]}"] += 1
+    return {
+        "objects": objects,
+        "points": len(points),
+        "point_dups": sum(n - 1 for n in points.values()),
+        "params": len(params),
+        "param_dups": sum(n - 1 for n in params.values()),
+        "runs": len(creates),
+        "create_dups": sum(n - 1 for n in creates.values()),
+        "batch_dups": sum(n - 1 for n in batches.values()),
+    }
+
+
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "log_runs": log_runs,
+    "race": race,
+    "log_then_hang": log_then_hang,
+    "log_and_exit": log_and_exit,
+    "set_tags": set_tags,
+    "read_all": read_all,
+    "count_log": count_log,
+}
+
+
+# -- the parent's side ------------------------------------------------------------
+
+
+def child_env(
+    env: Mapping[str, str], state: Path, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A child's environment: the bucket's endpoint, its local folders under ``state``."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_BUCKET_")}
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        out.pop(name, None)
+    out.update(env)
+    out["MLFLOW_BUCKET_SPOOL_DIR"] = str(state / "spool")
+    out["MLFLOW_BUCKET_CACHE_DIR"] = str(state / "cache")
+    out["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
+    # Quiet MLflow's "creating a new experiment" and emoji banners.
+    out.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    out.update(extra or {})
+    return out
+
+
+def start(
+    command: str,
+    args: Mapping[str, Any],
+    env: Mapping[str, str],
+    prefix: Sequence[str] = (),
+) -> subprocess.Popen[str]:
+    # stderr to a file: a child that warns a lot must never block on a
+    # full pipe while the parent waits for another child.
+    err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the child
+    proc = subprocess.Popen(
+        [*prefix, sys.executable, str(HERE), command, json.dumps(args)],
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=err,
+        text=True,
+    )
+    _ERR[proc.pid] = err
+    return proc
+
+
+_ERR: dict[int, Any] = {}
+
+
+def stderr_of(proc: subprocess.Popen[str]) -> str:
+    err = _ERR.get(proc.pid)
+    if err is None:
+        return ""
+    err.seek(0)
+    text: str = err.read()
+    return text
+
+
+def wait_line(proc: subprocess.Popen[str], tag: str, timeout: float = 120) -> Any:
+    """The value of the child's next ``tag`` line (the child's stderr on failure)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith(f"{tag} "):
+            return json.loads(line[len(tag) + 1 :])
+    proc.kill()
+    proc.communicate()
+    err = stderr_of(proc)
+    raise AssertionError(f"child gave no {tag} line (exit {proc.returncode}):\n{err[-4000:]}")
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 600) -> Any:
+    """Wait for the child; its RESULT (its stderr on failure)."""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"child timed out:\n{stderr_of(proc)[-4000:]}") from None
+    err = stderr_of(proc)
+    if proc.returncode != 0:
+        raise AssertionError(f"child failed (exit {proc.returncode}):\n{err[-4000:]}")
+    for line in reversed(out.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise AssertionError(f"child printed no result:\n{out[-2000:]}\n{err[-4000:]}")
+
+
+def run(command: str, args: Mapping[str, Any], env: Mapping[str, str], timeout: float = 600) -> Any:
+    return finish(start(command, args, env), timeout)
+
+
+def main() -> None:
+    command, raw = sys.argv[1], sys.argv[2]
+    result = COMMANDS[command](**json.loads(raw))
+    _say("RESULT", result)
+
+
+if __name__ == "__main__":
+    main()
