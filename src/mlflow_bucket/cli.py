@@ -27,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor", help="check credentials, access, create-if-absent, clock and latency"
     )
     doctor.add_argument("uri", help="gs://bucket/prefix, s3://bucket/prefix or a folder")
+    # The registry's promotion lives with the MLflow plugins; its parser imports no MLflow.
+    from mlflow_bucket_plugins.registry.promote import build_promote_parser
+
+    build_promote_parser(sub)
     return parser
 
 
@@ -46,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
 
         with open_store(args.uri) as store:
             return report(store)
+    if args.command == "promote":
+        from mlflow_bucket_plugins.registry.promote import run_promote
+
+        return run_promote(args)
     parser.error(f"unknown command {args.command}")
     return 2
 
