@@ -414,6 +414,7 @@ class Differential(RuleBasedStateMachine):
         self.start_times = itertools.count(1_000_000, 3)
         self.default = Ref("exp", 0, "0", "0")
         self.exps = [self.default]
+        self.times: dict[tuple[str, str], Any] = {}
         self.purged = False
         self.at_limits = False
 
@@ -483,11 +484,20 @@ class Differential(RuleBasedStateMachine):
             lambda side, run: norm_run(self.ids, side, run),
         )
 
+    def moved(self, side: str, what: str, value: Any) -> bool:
+        """Whether a time changed since the last look: times differ, their moves must not."""
+        before = self.times.get((side, what))
+        self.times[(side, what)] = value
+        return before is not None and before != value
+
     def check_experiment(self, ref: Ref) -> None:
         self.compare(
             f"get_experiment({ref.label})",
             lambda s, side: s.get_experiment(ref.side(side)),
-            lambda side, exp: norm_experiment(self.ids, side, exp),
+            lambda side, exp: (
+                *norm_experiment(self.ids, side, exp),
+                self.moved(side, f"exp{ref.label}", exp.last_update_time),
+            ),
         )
 
     def probe_runs(self, probe: tuple[str, list[str] | None]) -> None:
@@ -1024,7 +1034,10 @@ class Differential(RuleBasedStateMachine):
         self.compare(
             f"get_logged_model({ref.label})",
             lambda s, side: s.get_logged_model(ref.side(side), allow_deleted),
-            lambda side, m: norm_model(self.ids, side, m),
+            lambda side, m: (
+                *norm_model(self.ids, side, m),
+                self.moved(side, f"model{ref.label}", m.last_updated_timestamp),
+            ),
         )
 
     @rule(model=models, allow_deleted=st.booleans())

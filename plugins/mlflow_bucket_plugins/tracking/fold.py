@@ -93,21 +93,23 @@ def fold_experiments(state: State, seq: int, entries: list[Entry]) -> State:
             continue
         if op == "exp.rename":
             name = entry["name"]
-            if names.get(name) == entry["id"]:
-                continue
-            if name in names:
-                if seq not in state["void"]:
-                    state["void"].append(seq)
-                continue
-            names.pop(exp["name"], None)
-            exp["name"] = name
-            names[name] = entry["id"]
+            # Renaming to its own name changes only last_update_time (as in SQL).
+            if names.get(name) != entry["id"]:
+                if name in names:
+                    if seq not in state["void"]:
+                        state["void"].append(seq)
+                    continue
+                names.pop(exp["name"], None)
+                exp["name"] = name
+                names[name] = entry["id"]
         elif op == "exp.stage":
             exp["stage"] = entry["stage"]
         elif op == "exp.tag":
             exp["tags"][entry["key"]] = entry["value"]
+            continue  # as in MLflow's SQL store, tags leave last_update_time alone
         elif op == "exp.deltag":
             exp["tags"].pop(entry["key"], None)
+            continue
         else:
             continue
         if entry.get("time") is not None:

@@ -169,6 +169,28 @@ def check_run_order_by(order_by: list[str] | None) -> None:
         seen.add((kind, key))
 
 
+def _check_run_clause(clause: dict[str, Any]) -> None:
+    """Refuse a bad clause up front, as the SQL store does while building its query.
+
+    (MLflow's Python-side filter would only notice when it meets a run.)
+    """
+    kind, comparator = clause["type"], clause["comparator"].upper()
+    key = SearchUtils.translate_key_alias(clause["key"])
+    # Each of these raises INVALID_PARAMETER_VALUE for a comparator its type refuses.
+    if (
+        SearchUtils.is_string_attribute(kind, key, comparator)
+        or SearchUtils.is_numeric_attribute(kind, key, comparator)
+        or SearchUtils.is_metric(kind, comparator)
+        or SearchUtils.is_param(kind, comparator)
+        or SearchUtils.is_tag(kind, comparator)
+        or SearchUtils.is_dataset(kind, comparator)
+    ):
+        return
+    raise MlflowException(
+        f"Invalid search expression type '{kind}'", error_code=INVALID_PARAMETER_VALUE
+    )
+
+
 def _run_matches(run: Run, clause: dict[str, Any]) -> bool:
     kind, key = clause["type"], SearchUtils.translate_key_alias(clause["key"])
     if kind == "attribute" and key == "run_name":
@@ -188,6 +210,8 @@ def search_runs(
     page_token: str | None,
 ) -> tuple[list[Run], str | None]:
     clauses = SearchUtils.parse_search_filter(filter_string)
+    for clause in clauses:
+        _check_run_clause(clause)
     check_run_order_by(order_by)
     filtered = [r for r in runs if all(_run_matches(r, c) for c in clauses)]
     ordered = SearchUtils.sort(filtered, order_by)
