@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -135,19 +136,30 @@ def list_experiments(uri: str) -> dict[str, str]:
     }
 
 
-def log_then_hang(uri: str, experiment: str, points: int, set_tag: str | None = None) -> None:
-    """Log, say so after the last call returned, then wait to be killed."""
+def log_then_hang(uri: str, experiment: str, points: int, pause: str | None = None) -> None:
+    """Log, say so after the last call returned, then wait to be killed.
+
+    ``pause``: the run's creation is uploaded first; then the points, by
+    one upload that stops after its append, before the spool's cleanup
+    (the spool's test hook writes ``pause`` and hangs there).
+    """
     import mlflow
+    from mlflow_bucket_plugins.tracking.backend import backend_for
+
+    from mlflow_bucket.log.spool import PAUSE_ENV
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment)
     run = mlflow.start_run()
     mlflow.log_param("p", "v")
+    if pause:
+        assert backend_for(uri).flush(60)
+        os.environ[PAUSE_ENV] = pause
     for step in range(points):
         mlflow.log_metric("m", float(step), step=step)
-    if set_tag:
-        mlflow.set_tag("last", set_tag)
     _say("READY", {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id})
+    if pause:
+        backend_for(uri).flush(0)  # wakes the flusher
     while True:
         time.sleep(3600)
 
@@ -165,6 +177,34 @@ def log_and_exit(uri: str, experiment: str, points: int, end: bool) -> dict[str,
     if end:
         mlflow.end_run()
     return {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id}
+
+
+def log_and_watch(uri: str, experiment: str, points: int) -> dict[str, Any]:
+    """Log points one by one, each visible here at once; say when each call returned.
+
+    The parent, another process, measures how long each takes to show up
+    there. Pauses between points spread them over the flush cycle.
+    """
+    import random
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    eid = client.create_experiment(experiment)
+    run_id = client.create_run(eid).info.run_id
+    _say("READY", {"run_id": run_id})
+    rng = random.Random(7)
+    for step in range(points):
+        client.log_metric(run_id, "m", float(step), step=step)
+        returned = time.time()
+        # Read-your-writes: this process sees it before any upload.
+        history = client.get_metric_history(run_id, "m")
+        assert [m.step for m in history] == list(range(step + 1)), history
+        assert client.get_run(run_id).data.metrics["m"] == float(step)
+        _say("LOGGED", {"step": step, "at": returned})
+        # Spread the points over the flush cycle.
+        time.sleep(rng.uniform(0.5, 3.0))
+    return {"run_id": run_id}
 
 
 def set_tags(
@@ -250,7 +290,12 @@ def count_log(uri: str, experiment_id: str) -> dict[str, Any]:
                 params[f"{entry['id']}/{key}"] += 1
             for point in entry.get("metrics") or []:
                 points[f"{entry['id']}/{point[0]}/{point[4]}"] += 1
+    index = Log(store, "tracking/index", cache=None)
+    index_batches: Counter[str] = Counter()
+    for record in index.records(0):
+        index_batches.update(record.batches)
     return {
+        "index_batch_dups": sum(n - 1 for n in index_batches.values()),
         "objects": objects,
         "points": len(points),
         "point_dups": sum(n - 1 for n in points.values()),
@@ -269,6 +314,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "log_and_exit": log_and_exit,
     "set_tags": set_tags,
     "read_all": read_all,
+    "log_and_watch": log_and_watch,
     "count_log": count_log,
 }
 
@@ -343,19 +389,37 @@ def wait_line(proc: subprocess.Popen[str], tag: str, timeout: float = 120) -> An
 
 def finish(proc: subprocess.Popen[str], timeout: float = 600) -> Any:
     """Wait for the child; its RESULT (its stderr on failure)."""
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    return _lines(finish_lines(proc, timeout), "RESULT")[-1]
+
+
+def finish_lines(proc: subprocess.Popen[str], timeout: float = 600) -> list[str]:
+    """Wait for the child; the lines it printed that were not read yet."""
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    # Read through the same text stream wait_line used (communicate() would
+    # read the pipe underneath it and lose what that stream buffered), in a
+    # thread, so that a child that hangs cannot hang the test.
+    box: list[str] = []
+    reader = threading.Thread(target=lambda: box.append(stdout.read()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():
         proc.kill()
-        proc.communicate()
-        raise AssertionError(f"child timed out:\n{stderr_of(proc)[-4000:]}") from None
-    err = stderr_of(proc)
+        reader.join()
+        proc.wait()
+        raise AssertionError(f"child timed out:\n{stderr_of(proc)[-4000:]}")
+    proc.wait()
     if proc.returncode != 0:
-        raise AssertionError(f"child failed (exit {proc.returncode}):\n{err[-4000:]}")
-    for line in reversed(out.splitlines()):
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise AssertionError(f"child printed no result:\n{out[-2000:]}\n{err[-4000:]}")
+        raise AssertionError(f"child failed (exit {proc.returncode}):\n{stderr_of(proc)[-4000:]}")
+    lines = box[0].splitlines()
+    if not _lines(lines, "RESULT"):
+        err = stderr_of(proc)[-4000:]
+        raise AssertionError(f"child printed no result:\n{box[0][-2000:]}\n{err}")
+    return lines
+
+
+def _lines(lines: list[str], tag: str) -> list[Any]:
+    return [json.loads(line[len(tag) + 1 :]) for line in lines if line.startswith(f"{tag} ")]
 
 
 def run(command: str, args: Mapping[str, Any], env: Mapping[str, str], timeout: float = 600) -> Any:

@@ -37,6 +37,7 @@ from mlflow_bucket.log import (
     default_spool_dir,
 )
 from mlflow_bucket.log.cache import store_id
+from mlflow_bucket.log.codec import warn_corrupt
 from mlflow_bucket.marker import ensure_marker
 from mlflow_bucket.storage import ObjectStore, TransientError, open_store
 
@@ -128,8 +129,15 @@ def _readable_side(side: SideObjects, ref: str | None) -> Any:
     try:
         return side.get(ref)
     except CorruptObject as exc:
-        log.warning("metric history %s is unreadable (%s); left out", exc.where, exc.reason)
+        _warn_damaged_history(exc)
         return {}
+
+
+def _warn_damaged_history(exc: CorruptObject) -> None:
+    # As the log's readers do for what they skip: a log record and a
+    # CorruptObjectWarning, both naming the object.
+    log.warning("metric history %s is unreadable (%s); left out", exc.where, exc.reason)
+    warn_corrupt(exc.where, exc.reason)
 
 
 def adopt_experiment(state: State, dumped: State) -> None:
@@ -297,11 +305,12 @@ class Backend:
 
     # -- reading ------------------------------------------------------------
 
-    def _refresh(self, view: LogView[State], fresh: bool) -> None:
+    def _refresh(self, view: LogView[State], fresh: bool, wait: float | None = None) -> None:
         """Bring ``view`` up to date: at once if ``fresh``, else within bounds.
 
         Not fresh: at most one listing per refresh interval, and no caller
-        waits more than REFRESH_WAIT for it (the first load excepted).
+        waits more than ``wait`` (default REFRESH_WAIT) for it (the first
+        load excepted).
         """
         if fresh:
             view.refresh(0)
@@ -316,7 +325,7 @@ class Backend:
             refresher = self._refreshers.get(id(view))
             if refresher is None:
                 refresher = self._refreshers[id(view)] = _Refresher(view)
-        refresher.refresh(interval, REFRESH_WAIT)
+        refresher.refresh(interval, REFRESH_WAIT if wait is None else wait)
 
     def experiment_view(self, eid: str) -> LogView[State]:
         with self._lock:
@@ -331,10 +340,10 @@ class Backend:
                 )
             return view
 
-    def experiments_state(self, fresh: bool = False) -> State:
+    def experiments_state(self, fresh: bool = False, wait: float | None = None) -> State:
         """The experiments state; a copy, so callers may read it without a lock."""
         view = self.experiments
-        self._refresh(view, fresh)
+        self._refresh(view, fresh, wait)
         with view.lock:
             if self._experiments_copy is None or self._experiments_seq != view.seq:
                 self._experiments_copy = copy.deepcopy(view.state)
@@ -379,13 +388,16 @@ class Backend:
         return self._indexed("models", model_id)
 
     @contextmanager
-    def experiment_state(self, eid: str, fresh: bool = False) -> Iterator[State]:
+    def experiment_state(
+        self, eid: str, fresh: bool = False, wait: float | None = None
+    ) -> Iterator[State]:
         """The experiment's state with this process's own writes overlaid.
 
         Held under the view's lock: the fold mutates the state in place.
+        ``wait``: see _refresh.
         """
         view = self.experiment_view(eid)
-        self._refresh(view, fresh)
+        self._refresh(view, fresh, wait)
         with view.lock, self._lock:
             state = view.state
             local = self._local_docs(eid, state, view.seq)
@@ -454,7 +466,7 @@ class Backend:
         try:
             history: dict[str, Any] = self.experiment_view(eid).log.read_side(ref)
         except CorruptObject as exc:
-            log.warning("metric history %s is unreadable (%s); left out", exc.where, exc.reason)
+            _warn_damaged_history(exc)
             return {}
         return history
 
