@@ -742,6 +742,27 @@ class Differential(RuleBasedStateMachine):
         self.both(f"{op}_run({ident!r})", lambda s, side: getattr(s, f"{op}_run")(ident))
 
     @rule(
+        ident=st.sampled_from([UNKNOWN_RUN, BAD_RUN]),
+        call=st.sampled_from(
+            [
+                ("log_param", lambda s, i: s.log_param(i, Param("p1", "1"))),
+                ("log_param bad key", lambda s, i: s.log_param(i, Param("../p", "1"))),
+                ("log_metric", lambda s, i: s.log_metric(i, Metric("m1", 1.0, 0, 0))),
+                ("log_metric bad", lambda s, i: s.log_metric(i, Metric("m1", 1.0, -1, 0))),
+                ("set_tag", lambda s, i: s.set_tag(i, RunTag("t1", "x"))),
+                ("delete_tag", lambda s, i: s.delete_tag(i, "t1")),
+                ("log_batch", lambda s, i: s.log_batch(i, [], [Param("p1", "1")], [])),
+                ("update_run_info", lambda s, i: s.update_run_info(i, None, 5, None)),
+                ("log_inputs", lambda s, i: s.log_inputs(i, [], None)),
+                ("log_outputs", lambda s, i: s.log_outputs(i, [])),
+            ]
+        ),
+    )
+    def write_unknown_run(self, ident: str, call: tuple[str, Any]) -> None:
+        name, fn = call
+        self.both(f"{name}({ident!r})", lambda s, side: fn(s, ident))
+
+    @rule(
         run=runs,
         key=st.sampled_from(KEYS + BAD_KEYS),
         value=st.sampled_from(PARAM_VALUES),

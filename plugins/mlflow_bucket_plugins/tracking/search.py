@@ -209,10 +209,11 @@ def search_runs(
     max_results: int,
     page_token: str | None,
 ) -> tuple[list[Run], str | None]:
+    # In the SQL store's order: parse the filter, the order, then each clause.
     clauses = SearchUtils.parse_search_filter(filter_string)
+    check_run_order_by(order_by)
     for clause in clauses:
         _check_run_clause(clause)
-    check_run_order_by(order_by)
     filtered = [r for r in runs if all(_run_matches(r, c) for c in clauses)]
     ordered = SearchUtils.sort(filtered, order_by)
     page, token = SearchUtils.paginate(ordered, page_token, max_results)
@@ -355,6 +356,14 @@ def search_logged_models(
         offset = token.offset
     limit = max_results or SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT
     comparisons = parse_filter_string(filter_string)
+    for c in comparisons:
+        if c.entity.type == EntityType.ATTRIBUTE:
+            # Up front, as the SQL store fails while building its query.
+            column = _MODEL_ALIASES.get(c.entity.key, c.entity.key)
+            if column not in _MODEL_COLUMNS:
+                raise MlflowException.invalid_parameter_value(
+                    f"Invalid filter field name: {c.entity.key}"
+                )
     sort_key = _model_sort_key(order_by)
     matching = [m for m in models if all(_model_matches(m, c, datasets) for c in comparisons)]
     if datasets and not any(c.entity.type == EntityType.METRIC for c in comparisons):

@@ -121,8 +121,8 @@ class BucketTrackingStore(AbstractStore):
 
     # -- experiments -------------------------------------------------------------
 
-    def _experiments(self, fresh: bool = False) -> dict[str, Any]:
-        return self.backend.experiments_state(fresh)["exps"]
+    def _experiments(self, fresh: bool = False, wait: float | None = None) -> dict[str, Any]:
+        return self.backend.experiments_state(fresh, wait)["exps"]
 
     def _experiment_doc(self, experiment_id: Any, view_type: int = ViewType.ALL) -> tuple[str, Any]:
         # MLflow's SQL store reads any empty id ("", None) as the default experiment.
@@ -135,8 +135,8 @@ class BucketTrackingStore(AbstractStore):
             raise MlflowException(f"No Experiment with id={eid} exists", RESOURCE_DOES_NOT_EXIST)
         return eid, doc
 
-    def _experiment_exists(self, eid: str) -> bool:
-        return eid in self._experiments() or eid in self._experiments(fresh=True)
+    def _experiment_exists(self, eid: str, wait: float | None = None) -> bool:
+        return eid in self._experiments(wait=wait) or eid in self._experiments(fresh=True)
 
     def _experiment_entity(self, eid: str, doc: dict[str, Any]) -> Experiment:
         if eid == DEFAULT_EXPERIMENT_ID and (doc.get("ctime") is None or doc.get("mtime") is None):
@@ -315,17 +315,20 @@ class BucketTrackingStore(AbstractStore):
             self.backend.write_run_entries(eid, entries)
 
     @contextmanager
-    def _run_doc(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _run_doc(
+        self, run_id: str, wait: float | None = None
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """(experiment id, run doc) under the experiment view's lock.
 
         Like MLflow's SQL store, an id of any shape is just looked up (only
-        logging calls validate it).
+        logging calls validate it). ``wait``: how long to wait for news from
+        the bucket if due (Backend._refresh).
         """
         eid = self.backend.experiment_of_run(run_id)
         # A run of an experiment that `mlflow gc` removed is gone with it.
-        if eid is not None and self._experiment_exists(eid):
+        if eid is not None and self._experiment_exists(eid, wait):
             for fresh in (False, True):
-                with self.backend.experiment_state(eid, fresh=fresh) as state:
+                with self.backend.experiment_state(eid, fresh=fresh, wait=wait) as state:
                     doc = state["runs"].get(run_id)
                     if doc is not None and entities.run_exists(doc):
                         yield eid, doc
@@ -356,7 +359,9 @@ class BucketTrackingStore(AbstractStore):
             )
 
     def _active_run(self, run_id: str) -> tuple[str, dict[str, Any]]:
-        with self._run_doc(run_id) as (eid, doc):
+        # Logging calls check the state they have and let news come in the
+        # background: no request inside log_metric (design property 8).
+        with self._run_doc(run_id, wait=0) as (eid, doc):
             self._check_active(run_id, doc)
             return eid, doc
 
@@ -456,21 +461,29 @@ class BucketTrackingStore(AbstractStore):
                 INVALID_PARAMETER_VALUE,
             )
 
+    # The one-item calls do not check the run id's shape (the SQL store's do
+    # not: a malformed id is just not found); log_batch does.
+
     def log_metric(self, run_id: str, metric: Metric) -> None:
         _validate_metric(metric.key, metric.value, metric.timestamp, metric.step)
-        self.log_batch(run_id, [metric], [], [])
+        self._log_batch(run_id, [metric], [], [])
 
     def log_param(self, run_id: str, param: Param) -> None:
-        self.log_batch(run_id, [], [param], [])
+        self._log_batch(run_id, [], [param], [])
 
     def set_tag(self, run_id: str, tag: RunTag) -> None:
         tag = _validate_tag(tag.key, tag.value)
-        self.log_batch(run_id, [], [], [tag])
+        self._log_batch(run_id, [], [], [tag])
 
     def log_batch(
         self, run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]
     ) -> None:
         _validate_run_id(run_id)
+        self._log_batch(run_id, metrics, params, tags)
+
+    def _log_batch(
+        self, run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]
+    ) -> None:
         metrics, params, tags = _validate_batch_log_data(metrics, params, tags)
         _validate_batch_log_limits(metrics, params, tags)
         _validate_param_keys_unique(params)
@@ -569,7 +582,6 @@ class BucketTrackingStore(AbstractStore):
         self._write(eid, [entry])
 
     def log_outputs(self, run_id: str, models: list[LoggedModelOutput]) -> None:
-        _validate_run_id(run_id)
         eid, _ = self._active_run(run_id)
         if models is None:
             return
