@@ -618,6 +618,18 @@ def test_server_endpoints_never_crash(tracking: str, monkeypatch: pytest.MonkeyP
             if response.status_code >= 500 and response.status_code != 501:
                 crashes.append((method, url, response.status_code))
     assert crashes == []
+    # The run page's charts: the server's two bulk history endpoints.
+    MlflowClient(tracking).log_batch(
+        run_id, metrics=[Metric("loss", 1 / (i + 1), i, i) for i in range(50)]
+    )
+    args = {"run_ids": run_id, "metric_key": "loss", "max_results": 5}
+    sampled = web.get("/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval", query_string=args)
+    assert sampled.status_code == 200
+    assert [m["step"] for m in sampled.get_json()["metrics"]] == [0, 10, 20, 30, 49]
+    args = {"run_id": run_id, "metric_key": "loss", "max_results": 5}
+    bulk = web.get("/ajax-api/2.0/mlflow/metrics/get-history-bulk", query_string=args)
+    assert bulk.status_code == 200
+    assert [m["step"] for m in bulk.get_json()["metrics"]] == [0, 1, 2, 3, 4]
     search = web.post(
         "/ajax-api/3.0/mlflow/traces/search",
         json={
