@@ -207,21 +207,46 @@ def log_and_watch(uri: str, experiment: str, points: int) -> dict[str, Any]:
     return {"run_id": run_id}
 
 
-def set_tags(
-    uri: str, run_id: str, tags: Mapping[str, str], go: str | None = None
-) -> dict[str, Any]:
-    """Set tags on an existing run, one call each; report the register timestamps used."""
+def skewed_writer(uri: str, shared_run: str, value: str, go: str) -> dict[str, Any]:
+    """Set tag "who" on a shared run when told to, then log a run of its own.
+
+    Run under faketime, its clock is wrong: the register's timestamp must
+    still be the store's time; the metric timestamps are its own (data, as
+    MLflow logs them).
+    """
+    import mlflow
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
-    client.get_run(run_id)
+    shared = client.get_run(shared_run)  # opened and warm (clock measured)
+    backend = client._tracking_client.store.backend
     _wait_for(go)
-    stamps = {}
-    store = client._tracking_client.store
-    for key, value in tags.items():
-        client.set_tag(run_id, key, value)
-        stamps[key] = store.backend._last_ts
-    return {"writer": store.backend.writer, "stamps": stamps, "local_ms": int(time.time() * 1000)}
+    client.set_tag(shared_run, "who", value)
+    _say("DONE", {"ts": backend._last_ts, "writer": backend.writer})
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(experiment_id=shared.info.experiment_id, run_name=value) as run:
+        mlflow.log_param("clock", value)
+        for step in range(5):
+            mlflow.log_metric("m", float(step), step=step)
+    return {"run_id": run.info.run_id, "local_ms": int(time.time() * 1000)}
+
+
+def late_writer(uri: str, run_id: str, go: str) -> dict[str, Any]:
+    """Tag and log to a run while the bucket refuses every request; wait until it all lands."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    client.get_run(run_id)  # opened and warm before the outage
+    backend = client._tracking_client.store.backend
+    _wait_for(go)
+    client.set_tag(run_id, "t", "old")
+    stamp = backend._last_ts
+    for step in range(10):
+        client.log_metric(run_id, "late", float(step), step=step)
+    _say("LOGGED", {"ts": stamp, "writer": backend.writer})
+    started = time.monotonic()
+    assert backend.flush(None)
+    return {"waited_s": round(time.monotonic() - started, 1)}
 
 
 def read_all(uri: str, experiment: str) -> dict[str, Any]:
@@ -312,7 +337,8 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "race": race,
     "log_then_hang": log_then_hang,
     "log_and_exit": log_and_exit,
-    "set_tags": set_tags,
+    "skewed_writer": skewed_writer,
+    "late_writer": late_writer,
     "read_all": read_all,
     "log_and_watch": log_and_watch,
     "count_log": count_log,

@@ -230,6 +230,7 @@ class Backend:
         self.artifact_root = f"{self.store.uri}/artifacts"
         self.writer = uuid.uuid4().hex[:12]
         self.clock = ClockOffset(self.store)
+        self.clock.start()
         self.cache: ObjectCache | None = (
             ObjectCache.for_store(self.store, settings.cache_dir)
             if self.store.scheme in ("gs", "s3")

@@ -9,7 +9,9 @@ says so (a last-writer-wins register, say).
 Precision: GCS and S3 give their time in the HTTP Date header, to the
 second; the offset is the Date (taken as the middle of its second) minus
 the middle of the request's round trip, so good to about half a second
-plus half the round trip.
+plus half the round trip. A local clock within that error of the store's
+is left as it is (offset 0): NTP keeps clocks far closer than a Date
+header can tell, and processes of one machine then stamp alike.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class ClockOffset:
         self._measured_at: float | None = None  # monotonic
         self._running: threading.Thread | None = None
         self._tried_at: float | None = None  # monotonic
+        self._used = False  # offset() was called
 
     def measure(self) -> float:
         """Measure now (one request); return the offset in seconds."""
@@ -51,10 +54,17 @@ class ClockOffset:
         server = self.store.server_time()
         t1 = time.time()
         stamp = server.timestamp()
+        error = (t1 - t0) / 2
         if server.microsecond == 0:
             # A Date header truncates to the second: its middle is the best guess.
             stamp += 0.5
+            error += 0.5
         offset = stamp - (t0 + t1) / 2
+        if abs(offset) <= error:
+            # The local clock agrees with the store's as far as this can tell:
+            # keep it. "Correcting" a right clock by up to a second would make
+            # two processes of one machine order their writes wrongly.
+            offset = 0.0
         with self._lock:
             self._offset = offset
             self._measured_at = self._tried_at = time.monotonic()
@@ -80,18 +90,33 @@ class ClockOffset:
                 self._running.start()
             return self._running
 
+    def start(self) -> None:
+        """Measure in the background now, so that the first stamp need not wait for it.
+
+        A writer that opens a store and stamps its first entry only later
+        (maybe while the store is unreachable) then stamps with the store's
+        time, not its own.
+        """
+        with self._lock:
+            if self._tried_at is not None:
+                return
+            self._tried_at = time.monotonic()
+        self._start()
+
     def offset(self) -> float:
         """The current offset in seconds (0.0 until a measurement succeeds)."""
         now = time.monotonic()
         with self._lock:
             offset, at, tried = self._offset, self._measured_at, self._tried_at
-            first = tried is None
+            first = not self._used
+            self._used = True
             retry = offset is None and tried is not None and now - tried > _RETRY_FAILED
             stale = offset is not None and at is not None and now - at > self.refresh_every
-            if first or retry:
+            if tried is None or retry:
                 self._tried_at = now
-        if first:
-            # Only the very first use waits, and only for `timeout`.
+        if first and offset is None:
+            # Only the very first use waits (for the measurement start()
+            # began, or a new one), and only for `timeout`.
             self._start().join(self.timeout)
             with self._lock:
                 return self._offset or 0.0
