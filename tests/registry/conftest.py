@@ -45,7 +45,7 @@ def registry_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("registry-sqlite-template") / "template.db"
     store = SqlAlchemyStore(f"sqlite:///{path}")
     store.engine.dispose()
-    SqlAlchemyStore._engine_map.pop(f"sqlite:///{path}", None)
+    getattr(SqlAlchemyStore, "_engine_map", {}).pop(f"sqlite:///{path}", None)
     return path
 
 

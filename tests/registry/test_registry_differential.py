@@ -32,6 +32,9 @@ from hypothesis.stateful import (
 from mlflow.entities.model_registry import ModelVersionTag, RegisteredModelTag
 from registry_helpers import (
     PROMPT,
+    SQL_ALIAS_CHECKS_MODEL,
+    SQL_CHECKS_VERSION_VALUES,
+    SQL_LATEST_IS_HIGHEST,
     Clock,
     Outcome,
     Pair,
@@ -163,9 +166,9 @@ class Differential(RuleBasedStateMachine):
         return self.pair.both(what, call)
 
     def compare(
-        self, what: str, call: Callable[[Any], Any], norm: Callable[[Any], Any]
+        self, what: str, call: Callable[[Any], Any], norm: Callable[[Any], Any], **kw: Any
     ) -> tuple[Outcome, Outcome]:
-        return self.pair.compare(what, call, norm)
+        return self.pair.compare(what, call, norm, **kw)
 
     def search_all(
         self, what: str, search: Callable[[Any, str | None], Any], norm: Callable[[Any], Any]
@@ -406,10 +409,17 @@ class Differential(RuleBasedStateMachine):
                 lambda s: s.delete_registered_model_alias(name, alias),
             )
         else:
+            if alias.lower() == "latest" and not SQL_LATEST_IS_HIGHEST:
+                return  # an older MLflow's bug: this store answers as MLflow does now
             self.compare(
                 f"get_model_version_by_alias({name!r}, {alias!r})",
                 lambda s: s.get_model_version_by_alias(name, alias),
                 norm_version,
+                tolerate=lambda sql, bucket: (
+                    not SQL_ALIAS_CHECKS_MODEL
+                    and (sql.code, bucket.code)
+                    == ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST")
+                ),
             )
 
     @rule(
@@ -436,6 +446,9 @@ class Differential(RuleBasedStateMachine):
     def search_model_versions(
         self, filter_string: str | None, order_by: list[str] | None, max_results: int
     ) -> None:
+        bad_version = filter_string in ("version_number = 1.5", "version_number = 'abc'")
+        if bad_version and not SQL_CHECKS_VERSION_VALUES:
+            return  # an older MLflow's bug: this store answers as MLflow does now
         self.search_all(
             f"search_model_versions({filter_string!r}, {order_by}, {max_results})",
             lambda s, token: s.search_model_versions(filter_string, max_results, order_by, token),

@@ -75,6 +75,12 @@ class StaleAlias(MlflowException):
         super().__init__(message, INVALID_STATE)
 
 
+def _version_number(version: Any) -> int:
+    """MLflow's check of a version number, and the number (older MLflows return nothing)."""
+    _validate_model_version(version)
+    return int(version)
+
+
 def _model_not_found(name: str) -> MlflowException:
     return MlflowException(f"Registered Model with name={name} not found", RESOURCE_DOES_NOT_EXIST)
 
@@ -658,7 +664,7 @@ class BucketRegistryStore(AbstractStore):
     def _version_write(self, name: str, version: Any, entry: dict[str, Any]) -> tuple[int, int]:
         """Validate, check the version exists, append; (log number, version number)."""
         _validate_model_name(name)
-        number = _validate_model_version(version)
+        number = _version_number(version)
         self._require_version(name, number)
         seq, void = self._commit({**entry, "name": name, "version": number})
         if void is not None:
@@ -696,16 +702,16 @@ class BucketRegistryStore(AbstractStore):
         return self._read_version(name, number)
 
     def delete_model_version(self, name: str, version: Any) -> None:
-        number = _validate_model_version(version)
+        number = _version_number(version)
         self._version_write(name, number, {"op": "mv.delete", "time": self._now_ms()})
 
     def get_model_version(self, name: str, version: Any) -> ModelVersion:
         _validate_model_name(name)
-        return self._read_version(name, _validate_model_version(version))
+        return self._read_version(name, _version_number(version))
 
     def get_model_version_download_uri(self, name: str, version: Any) -> str:
         _validate_model_name(name)
-        number = _validate_model_version(version)
+        number = _version_number(version)
 
         def pick(state: State) -> str | None:
             found = self._version_doc(state, name, number)
@@ -789,7 +795,7 @@ class BucketRegistryStore(AbstractStore):
 
     def set_model_version_tag(self, name: str, version: Any, tag: ModelVersionTag) -> None:
         _validate_model_name(name)
-        number = _validate_model_version(version)
+        number = _version_number(version)
         _validate_model_version_tag(tag.key, tag.value)
         self._version_write(
             name,
@@ -800,7 +806,7 @@ class BucketRegistryStore(AbstractStore):
     def set_model_version_tags(self, name: str, version: Any, tags: dict[str, str]) -> None:
         """Set several tags of a version in one atomic step (one log entry)."""
         _validate_model_name(name)
-        number = _validate_model_version(version)
+        number = _version_number(version)
         for key, value in tags.items():
             _validate_model_version_tag(key, value)
         self._version_write(
@@ -809,7 +815,7 @@ class BucketRegistryStore(AbstractStore):
 
     def delete_model_version_tag(self, name: str, version: Any, key: str) -> None:
         _validate_model_name(name)
-        number = _validate_model_version(version)
+        number = _version_number(version)
         _validate_tag_name(key)
         self._require_version(name, number)
         if not self._present(
@@ -845,7 +851,7 @@ class BucketRegistryStore(AbstractStore):
         _validate_model_name(name)
         _validate_model_alias_name(alias)
         _validate_model_alias_name_reserved(alias)
-        number = _validate_model_version(version)
+        number = _version_number(version)
         for items in (tags or {}).values():
             for key, value in items.items():
                 _validate_model_version_tag(key, value)
