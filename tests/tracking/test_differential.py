@@ -82,6 +82,10 @@ DATASETS = [
     ("ds1", "d1", "training"),
     ("ds1", "d2", "eval"),
     ("ds2", "d3", None),
+    ("ds1", "d1", "eval"),  # the first one again, with another context
+    ("n" * 501, "d4", None),  # bad: too long a name
+    ("ds3", "d" * 37, None),  # bad: too long a digest
+    ("ds3", "d5", "c" * 501),  # bad: too long a tag value
 ]
 
 # Filters: "{e}" / "{r}" are filled with one experiment / run id of each store.
@@ -542,11 +546,13 @@ class Differential(RuleBasedStateMachine):
     @rule(
         target=experiments,
         name=st.sampled_from(EXP_NAMES),
-        with_tags=st.booleans(),
+        with_tags=st.sampled_from([False, True, "bad"]),
         location=st.sampled_from([None, "s3://elsewhere/loc"]),
     )
-    def create_experiment(self, name: str, with_tags: bool, location: str | None) -> Any:
+    def create_experiment(self, name: str, with_tags: Any, location: str | None) -> Any:
         tags = [ExperimentTag("k1", "v1"), ExperimentTag("k2", "")] if with_tags else None
+        if with_tags == "bad":
+            tags = [ExperimentTag(LONG_KEY, "v")]
         sql, bucket = self.both(
             f"create_experiment({name!r})",
             lambda s, side: s.create_experiment(name, location, tags),
@@ -889,17 +895,8 @@ class Differential(RuleBasedStateMachine):
         )
         self.check_run(run)
 
-    @rule(
-        run=runs,
-        which=st.lists(st.sampled_from(range(len(DATASETS))), min_size=1, max_size=3),
-        with_models=st.booleans(),
-        models=st.lists(models, max_size=2),
-        probe=st.sampled_from(RUN_PROBES),
-    )
-    def log_inputs(
-        self, run: Ref, which: list[int], with_models: bool, models: list[Ref], probe: Any
-    ) -> None:
-        def inputs() -> list[DatasetInput]:
+    def inputs(self, run: Ref, which: list[int], models: list[Ref] | None, probe: Any) -> None:
+        def datasets() -> list[DatasetInput]:
             out = []
             for i in which:
                 name, digest, context = DATASETS[i]
@@ -908,15 +905,34 @@ class Differential(RuleBasedStateMachine):
             return out
 
         self.both(
-            f"log_inputs({run.label}, {which}, models={[m.label for m in models]})",
+            f"log_inputs({run.label}, {which}, models={models and [m.label for m in models]})",
             lambda s, side: s.log_inputs(
                 run.side(side),
-                inputs(),
-                [LoggedModelInput(m.side(side)) for m in models] if with_models else None,
+                datasets(),
+                None if models is None else [LoggedModelInput(m.side(side)) for m in models],
             ),
         )
         self.check_run(run)
         self.probe_runs(probe)
+
+    # Two rules: a rule naming the models bundle runs only once a model exists.
+    @rule(
+        run=runs,
+        # The four good datasets three times as often as the three bad ones.
+        which=st.lists(st.sampled_from([*range(4), *range(4), *range(7)]), min_size=1, max_size=3),
+        probe=st.sampled_from(RUN_PROBES),
+    )
+    def log_inputs(self, run: Ref, which: list[int], probe: Any) -> None:
+        self.inputs(run, which, None, probe)
+
+    @rule(
+        run=runs,
+        which=st.lists(st.sampled_from(range(len(DATASETS))), max_size=2),
+        models=st.lists(models, min_size=1, max_size=2),
+        probe=st.sampled_from(RUN_PROBES),
+    )
+    def log_model_inputs(self, run: Ref, which: list[int], models: list[Ref], probe: Any) -> None:
+        self.inputs(run, which, models, probe)
 
     @rule(run=runs, model=models, step=st.sampled_from([0, 3]))
     def log_outputs(self, run: Ref, model: Ref, step: int) -> None:
@@ -1195,7 +1211,7 @@ def test_bucket_store_matches_sql_store(make_sqlite_store: Callable[[], Any]) ->
         run_state_machine_as_test(
             Differential,
             settings=settings(
-                max_examples=100,
+                max_examples=80,
                 stateful_step_count=40,
                 derandomize=True,
                 database=None,

@@ -254,7 +254,12 @@ def _fold_run(state: State, seq: int, entry: Entry) -> None:
         _set(run["tags"], entry["key"], entry, None)
     elif op == "run.inputs":
         for item in entry.get("datasets") or []:
-            if item not in run["inputs"]:
+            # One input per dataset (name, digest), the first: its tags stay (as in SQL).
+            ident = (item["dataset"]["name"], item["dataset"]["digest"])
+            if not any(
+                "dataset" in x and (x["dataset"]["name"], x["dataset"]["digest"]) == ident
+                for x in run["inputs"]
+            ):
                 run["inputs"].append(item)
         for item in entry.get("models") or []:
             ref = {"model_input": item}

@@ -206,7 +206,7 @@ def search_runs(
     runs: list[Run],
     filter_string: str | None,
     order_by: list[str] | None,
-    max_results: int,
+    max_results: int | None,
     page_token: str | None,
 ) -> tuple[list[Run], str | None]:
     # In the SQL store's order: parse the filter, the order, then each clause.
@@ -216,6 +216,8 @@ def search_runs(
         _check_run_clause(clause)
     filtered = [r for r in runs if all(_run_matches(r, c) for c in clauses)]
     ordered = SearchUtils.sort(filtered, order_by)
+    if max_results is None:
+        return ordered[SearchUtils.parse_start_offset_from_page_token(page_token) :], None
     page, token = SearchUtils.paginate(ordered, page_token, max_results)
     return page, token
 

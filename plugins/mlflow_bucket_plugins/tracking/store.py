@@ -51,6 +51,7 @@ from mlflow.utils.time import get_current_time_millis
 from mlflow.utils.validation import (
     _validate_batch_log_data,
     _validate_batch_log_limits,
+    _validate_dataset_inputs,
     _validate_experiment_artifact_location_length,
     _validate_experiment_name,
     _validate_experiment_tag,
@@ -553,6 +554,10 @@ class BucketTrackingStore(AbstractStore):
         models: list[LoggedModelInput] | None = None,
     ) -> None:
         _validate_run_id(run_id)
+        if datasets is not None:
+            if not isinstance(datasets, list):
+                raise TypeError(f"Argument 'datasets' should be a list, got '{type(datasets)}'")
+            _validate_dataset_inputs(datasets)
         eid, _ = self._active_run(run_id)
         if datasets is None and models is None:
             return
@@ -630,16 +635,19 @@ class BucketTrackingStore(AbstractStore):
         order_by: list[str] | None,
         page_token: str | None,
     ) -> tuple[list[Run], str | None]:
-        if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+        # None is "no limit" in the SQL store (the client always sends one).
+        if max_results is not None and max_results > SEARCH_MAX_RESULTS_THRESHOLD:
             raise MlflowException(
                 "Invalid value for request parameter max_results. It must be at "
                 f"most {SEARCH_MAX_RESULTS_THRESHOLD}, but got value {max_results}",
                 INVALID_PARAMETER_VALUE,
             )
         stages = _stages(run_view_type)
+        eids = [_parse_experiment_id(e) for e in experiment_ids]
+        self.backend.warm_up(eids)
         runs: list[Run] = []
-        for experiment_id in experiment_ids:
-            runs.extend(self._runs_of(_parse_experiment_id(experiment_id), stages))
+        for eid in eids:
+            runs.extend(self._runs_of(eid, stages))
         return search.search_runs(runs, filter_string, order_by, max_results, page_token)
 
     def _history(self, eid: str, doc: dict[str, Any]) -> dict[str, list[Any]]:
