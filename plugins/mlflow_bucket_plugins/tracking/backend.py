@@ -187,7 +187,8 @@ class _Refresher:
         except BaseException as exc:
             self._error = exc
 
-    def refresh(self, max_age: float, wait: float) -> None:
+    def start(self, max_age: float, wait: float) -> tuple[threading.Thread, float]:
+        """Start a refresh unless one is running; (its thread, seconds left to wait for it)."""
         with self._lock:
             thread = self._thread
             if thread is None or not thread.is_alive():
@@ -197,7 +198,10 @@ class _Refresher:
                 )
                 self._deadline = time.monotonic() + wait
                 thread.start()
-            remaining = self._deadline - time.monotonic()
+            return thread, self._deadline - time.monotonic()
+
+    def refresh(self, max_age: float, wait: float) -> None:
+        thread, remaining = self.start(max_age, wait)
         if remaining > 0:
             thread.join(remaining)
         if thread.is_alive():
@@ -322,11 +326,27 @@ class Backend:
             return
         if not view.due(interval):
             return
+        self._refresher(view).refresh(interval, REFRESH_WAIT if wait is None else wait)
+
+    def _refresher(self, view: LogView[State]) -> _Refresher:
         with self._lock:
             refresher = self._refreshers.get(id(view))
             if refresher is None:
                 refresher = self._refreshers[id(view)] = _Refresher(view)
-        refresher.refresh(interval, REFRESH_WAIT if wait is None else wait)
+            return refresher
+
+    def warm_up(self, eids: list[str]) -> None:
+        """Start bringing these experiments' views up to date, in the background.
+
+        A search reads the experiments log, then each experiment's: their
+        listings (or cold loads) then overlap instead of queueing; the reads
+        themselves wait as usual (_refresh).
+        """
+        interval = self.settings.refresh_interval
+        for eid in eids:
+            view = self.experiment_view(eid)
+            if view.due(interval):
+                self._refresher(view).start(interval, REFRESH_WAIT)
 
     def experiment_view(self, eid: str) -> LogView[State]:
         with self._lock:
