@@ -1,7 +1,8 @@
 """Artifact transfers: mlflow-bucket against MLflow's built-in GCS and S3 repositories.
 
     .venv/bin/python benchmarks/artifacts.py [--size-mb 500] [--files 1000]
-        [--file-kb 10] [--latency-ms 30] [--backends gs,s3]
+        [--file-kb 10] [--latency-ms 30] [--backends gs,s3] [--cases file,dir]
+        [--repeat 1]
 
 Starts the project's GCS emulator and moto's S3 server, each behind a fault
 proxy that adds ``--latency-ms`` to every request (a realistic round trip to
@@ -15,6 +16,12 @@ Each operation runs in a fresh subprocess, so that memory is measured alone:
 set just before the operation (after importing MLflow and the clients, which
 alone take ~200 MB). The table is printed at the end; docs/performance.md
 records a run.
+
+``--repeat N`` runs every case N times, the two repositories taking turns
+(this project's, MLflow's, this project's...), and the table gives the
+median time (and the largest peak): on a small shared machine one run's
+timings move as much as the difference being measured. ``--cases file``
+(or ``dir``) runs only the large file (or the folder).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 MB = 1000 * 1000
+IMPLS = ("mlflow-bucket", "builtin")
 
 
 def _rss_mb() -> float:
@@ -118,7 +127,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--file-kb", type=int, default=10)
     parser.add_argument("--latency-ms", type=float, default=30)
     parser.add_argument("--backends", default="gs,s3")
+    parser.add_argument("--cases", default="file,dir", help="file (the large one), dir, or both")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per case, medians reported")
     args = parser.parse_args(argv)
+    if args.repeat < 1 or not set(args.cases.split(",")) <= {"file", "dir"}:
+        parser.error("--repeat must be at least 1, --cases a list of file and dir")
 
     from mlflow_bucket.testing.fault_proxy import FaultProxy
     from mlflow_bucket.testing.gcs_emulator import GcsEmulator
@@ -143,12 +156,15 @@ def main(argv: list[str] | None = None) -> None:
             (sub / f"f{i:05d}.bin").write_bytes(os.urandom(args.file_kb * 1000))
 
         backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+        sources = {"file": big, "dir": folder}
         for backend in backends:
             emulator: Any = GcsEmulator() if backend == "gs" else S3Emulator()
             with emulator:
                 proxy = FaultProxy(emulator.endpoint, latency_ms=args.latency_ms).start()
                 try:
-                    for impl in ("mlflow-bucket", "builtin"):
+                    targets: dict[str, tuple[str, dict[str, str]]] = {}
+                    for impl in IMPLS:
                         bucket = f"bench-{uuid.uuid4().hex[:12]}"
                         emulator.create_bucket(bucket)
                         if backend == "gs":
@@ -157,28 +173,36 @@ def main(argv: list[str] | None = None) -> None:
                             info = s3_bucket_info(bucket, proxy.endpoint)
                             # MLflow's S3 repository reads its own variable.
                             info.env["MLFLOW_S3_ENDPOINT_URL"] = proxy.endpoint
-                        uri = f"{backend}://{bucket}/exp/run/artifacts"
-                        for case, source in (("file", big), ("dir", folder)):
-                            dest = work / f"out-{backend}-{impl}-{case}"
-                            dest.mkdir()
-                            up = _run(f"upload-{case}", uri, str(source), "", info.env, impl)
-                            down = _run(
-                                f"download-{case}", uri, str(source), str(dest), info.env, impl
-                            )
-                            got = dest / (source.name if case == "file" else "folder")
-                            ok = (
-                                _same_file(source, got)
-                                if case == "file"
-                                else _same_tree(source, got)
-                            )
-                            rows.append((backend, impl, case, {"up": up, "down": down, "ok": ok}))
-                            shutil.rmtree(dest)
-                            print(
-                                f"{backend:3} {impl:14} {case:4} up {up['seconds']:7.2f}s "
-                                f"{up['peak_mb']:6.0f} MB  down {down['seconds']:7.2f}s "
-                                f"{down['peak_mb']:6.0f} MB  verified={ok}",
-                                flush=True,
-                            )
+                        targets[impl] = (f"{backend}://{bucket}/exp/run/artifacts", info.env)
+                    for case in cases:
+                        source = sources[case]
+                        for rep in range(args.repeat):
+                            # Taking turns: a slow minute hits both alike.
+                            for impl in IMPLS:
+                                uri, env = targets[impl]
+                                dest = work / f"out-{backend}-{impl}-{case}"
+                                dest.mkdir()
+                                up = _run(f"upload-{case}", uri, str(source), "", env, impl)
+                                down = _run(
+                                    f"download-{case}", uri, str(source), str(dest), env, impl
+                                )
+                                got = dest / (source.name if case == "file" else "folder")
+                                ok = (
+                                    _same_file(source, got)
+                                    if case == "file"
+                                    else _same_tree(source, got)
+                                )
+                                rows.append(
+                                    (backend, impl, case, {"up": up, "down": down, "ok": ok})
+                                )
+                                shutil.rmtree(dest)
+                                print(
+                                    f"{backend:3} {impl:14} {case:4} #{rep + 1} "
+                                    f"up {up['seconds']:7.2f}s {up['peak_mb']:6.0f} MB  "
+                                    f"down {down['seconds']:7.2f}s {down['peak_mb']:6.0f} MB  "
+                                    f"verified={ok}",
+                                    flush=True,
+                                )
                 finally:
                     proxy.stop()
     finally:
@@ -192,25 +216,41 @@ def _table(rows: list[tuple[str, str, str, dict[str, Any]]], args: argparse.Name
         "file": f"1 file of {args.size_mb} MB",
         "dir": f"{args.files} files of {args.file_kb} KB",
     }
+    # The median time and the largest peak of the repeated runs.
+    runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for backend, impl, case, r in rows:
+        runs.setdefault((backend, impl, case), []).append(r)
+    by = {
+        k: {
+            "up": statistics.median(r["up"]["seconds"] for r in rs),
+            "down": statistics.median(r["down"]["seconds"] for r in rs),
+            "up_mb": max(r["up"]["peak_mb"] for r in rs),
+            "down_mb": max(r["down"]["peak_mb"] for r in rs),
+            "ok": all(r["ok"] for r in rs),
+        }
+        for k, rs in runs.items()
+    }
     print()
     print(f"Latency added per request: {args.latency_ms:.0f} ms")
+    if args.repeat > 1:
+        print(f"Median of {args.repeat} runs each, the repositories taking turns; largest peak")
     print()
     print(
         "| backend | case | repository | log (s) | download (s) | "
         "peak MB log | peak MB download | speed-up log | speed-up download |"
     )
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    by = {(b, i, c): r for b, i, c, r in rows}
-    for backend, impl, case, r in rows:
+    for backend, impl, case in sorted(by, key=lambda k: (k[0], IMPLS.index(k[1]))):
+        r = by[(backend, impl, case)]
         base = by.get((backend, "builtin", case))
         speed_up = speed_down = ""
         if impl == "mlflow-bucket" and base:
-            speed_up = f"{base['up']['seconds'] / r['up']['seconds']:.1f}x"
-            speed_down = f"{base['down']['seconds'] / r['down']['seconds']:.1f}x"
+            speed_up = f"{base['up'] / r['up']:.1f}x"
+            speed_down = f"{base['down'] / r['down']:.1f}x"
         print(
-            f"| {backend} | {cases[case]} | {impl} | {r['up']['seconds']:.2f} | "
-            f"{r['down']['seconds']:.2f} | {r['up']['peak_mb']:.0f} | {r['down']['peak_mb']:.0f} | "
-            f"{speed_up} | {speed_down} |"
+            f"| {backend} | {cases[case]} | {impl} | {r['up']:.2f} | {r['down']:.2f} | "
+            f"{r['up_mb']:.0f} | {r['down_mb']:.0f} | {speed_up} | {speed_down} |"
+            + ("" if r["ok"] else " NOT VERIFIED")
         )
 
 

@@ -6,13 +6,23 @@ itself), region and its event loop. Calls go to the client directly, not
 through ``S3FileSystem._call_s3``, which retries on its own; botocore's
 retries are switched off too (``total_max_attempts=1``), so the engine's
 retry policy is the only one (docs/storage.md).
+
+Multipart uploads declare ``ChecksumAlgorithm=CRC32``: every part carries a
+CRC32 (computed in the caller's thread) that S3 checks against the bytes,
+and the finished object's COMPOSITE CRC32 is compared with the parts'. Such
+a part goes with ``UNSIGNED-PAYLOAD``, as botocore already sends checksummed
+uploads on https: otherwise botocore would SHA-256 every part for the
+signature (always on plain-http endpoints, and on https whenever the
+checksum is not one it computed), in s3fs's one event-loop thread.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -23,10 +33,47 @@ from fsspec.asyn import sync
 from s3fs import S3FileSystem
 
 from .base import PART_SIZE_KEY, BlobInfo, ListPage, ObjectInfo, ObjectStore
+from .checksums import composite_matches, crc32, crc32_b64, crc32_composite
 from .errors import NotFound, StorageError, TransientError, error_for_status
 
 # S3 numbers parts 1..10000.
 MAX_PARTS = 10_000
+# Separates a part's ETag from its CRC32 in the token mpu_put_part returns
+# (neither an ETag nor base64 contains it).
+_TOKEN_SEP = "|"
+_CHECKSUM_HEADER = "x-amz-checksum-crc32"
+
+
+@dataclass(frozen=True)
+class S3BlobInfo(BlobInfo):
+    """``BlobInfo`` and the object's CRC32 checksum, when it has one and the
+    answer carries it (``ChecksumMode=ENABLED``): COMPOSITE for a multipart
+    upload whose parts carried CRC32s (``<base64>-N``; moto leaves out the
+    ``-N``), FULL_OBJECT otherwise. A download whose ranges match the parts
+    checks it with a CRC32 per part instead of an MD5 (storage/transfer.py)."""
+
+    crc32: str | None = None
+    crc32_type: str | None = None
+
+
+def _unsigned_checksummed_part(request: Any, **_: Any) -> None:
+    """``before-sign`` of UploadPart: a part carrying its CRC32, which S3
+    checks against the bytes, is signed with ``UNSIGNED-PAYLOAD`` instead of
+    a SHA-256 of the part (which botocore computes in the event-loop thread:
+    always over http, and over https when the checksum header is not one it
+    added itself). An explicit ``payload_signing_enabled`` in the client's
+    ``s3`` config still wins."""
+    if _CHECKSUM_HEADER not in request.headers:
+        return
+    config = request.context.get("client_config")
+    s3_config = dict(getattr(config, "s3", None) or {})
+    if config is None or s3_config.get("payload_signing_enabled") is not None:
+        return
+    s3_config["payload_signing_enabled"] = False
+    # A copy for this request only: the client's config is shared.
+    config = copy.copy(config)
+    config.s3 = s3_config
+    request.context["client_config"] = config
 
 
 class S3Store(ObjectStore):
@@ -52,12 +99,27 @@ class S3Store(ObjectStore):
         config.setdefault("max_pool_connections", max(self.concurrency, 10))
         options.setdefault("skip_instance_cache", True)
         self.fs = S3FileSystem(config_kwargs=config, **options)
+        # Multipart uploads whose parts carry CRC32s (the store took
+        # ChecksumAlgorithm=CRC32); the others send Content-MD5.
+        self._crc_uploads: set[str] = set()
+        self._hooked: Any = None
 
     # -- client plumbing ----------------------------------------------------
 
-    async def _invoke(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def _client(self) -> Any:
         await self.fs.set_session()
         client = await self.fs.get_s3(self.bucket)
+        if client is not self._hooked:  # s3fs may make a new client
+            client.meta.events.register(
+                "before-sign.s3.UploadPart",
+                _unsigned_checksummed_part,
+                unique_id="mlflow-bucket-unsigned-checksummed-part",
+            )
+            self._hooked = client
+        return client
+
+    async def _invoke(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        client = await self._client()
         response: dict[str, Any] = await getattr(client, method)(**params)
         body = response.get("Body")
         if body is not None:
@@ -197,7 +259,7 @@ class S3Store(ObjectStore):
 
     # -- verified, chunked transfers (storage/transfer.py) --------------------
 
-    def _blob(self, key: str, out: Mapping[str, Any], size: int | None = None) -> BlobInfo:
+    def _blob(self, key: str, out: Mapping[str, Any], size: int | None = None) -> S3BlobInfo:
         etag = str(out.get("ETag", "")).strip('"')
         metadata = dict(out.get("Metadata") or {})
         part_size = metadata.get(PART_SIZE_KEY, "")
@@ -207,7 +269,9 @@ class S3Store(ObjectStore):
             out.get("SSECustomerAlgorithm")
         )
         simple = not encrypted and "-" not in etag and len(etag) == 32
-        return BlobInfo(
+        checksum = out.get("ChecksumCRC32")
+        kind = out.get("ChecksumType")
+        return S3BlobInfo(
             key=key,
             size=int(out.get("ContentLength", 0)) if size is None else size,
             version=etag,
@@ -215,6 +279,8 @@ class S3Store(ObjectStore):
             etag=None if encrypted else etag,
             part_size=int(part_size) if part_size.isdigit() else None,
             metadata=metadata,
+            crc32=str(checksum) if checksum else None,
+            crc32_type=str(kind) if kind else None,
         )
 
     def _put_blob(
@@ -255,36 +321,64 @@ class S3Store(ObjectStore):
         body = bytes(out["Body"])
         return body, None if ranged else self._blob(key, out, size=len(body))
 
-    def _stat_blob(self, key: str) -> BlobInfo:
-        return self._blob(key, self._call("head", key, "head_object", Key=self._full(key)))
+    def _stat_blob(self, key: str) -> S3BlobInfo:
+        out = self._call("head", key, "head_object", Key=self._full(key), ChecksumMode="ENABLED")
+        return self._blob(key, out)
 
     def mpu_start(self, key: str, *, content_type: str | None, metadata: Mapping[str, str]) -> str:
+        return self._mpu_start(key, content_type, metadata, checksummed=True)
+
+    def _mpu_start(
+        self, key: str, content_type: str | None, metadata: Mapping[str, str], checksummed: bool
+    ) -> str:
         params: dict[str, Any] = {"Key": self._full(key), "Metadata": dict(metadata)}
         if content_type:
             params["ContentType"] = content_type
+        if checksummed:
+            params["ChecksumAlgorithm"] = "CRC32"
         out = self.retry.call(
             lambda: self._call("put", key, "create_multipart_upload", **params),
             f"start upload of {self.url(key)}",
         )
-        return str(out["UploadId"])
+        upload_id = str(out["UploadId"])
+        # A store without additional checksums (some S3-compatible ones)
+        # does not echo the algorithm: its parts go with Content-MD5, and the
+        # object is verified by its multipart ETag.
+        if checksummed and str(out.get("ChecksumAlgorithm", "")).upper() == "CRC32":
+            self._crc_uploads.add(upload_id)
+        return upload_id
+
+    def mpu_checksummed(self, upload_id: str) -> bool:
+        """Whether the parts of this upload carry CRC32s (then ``mpu_put_part``
+        needs no MD5, and ``mpu_complete`` checks the object's CRC32)."""
+        return upload_id in self._crc_uploads
 
     def mpu_put_part(
         self, key: str, upload_id: str, number: int, data: bytes, *, crc32c: int, md5: bytes
     ) -> str:
+        """Upload one part; ``md5`` is used only by uploads that are not
+        ``mpu_checksummed`` (those compute their CRC32 here, in the caller's
+        thread, and return it in the token)."""
+        params: dict[str, Any] = {
+            "Key": self._full(key),
+            "UploadId": upload_id,
+            "PartNumber": number,
+            "Body": data,
+        }
+        checksum = ""
+        if upload_id in self._crc_uploads:
+            # S3 rejects the part (400 BadDigest) if the bytes do not match.
+            checksum = params["ChecksumCRC32"] = crc32_b64(crc32(data))
+        else:
+            if len(md5) != 16:
+                raise ValueError(f"part {number} of {self.url(key)}: an MD5 is needed")
+            params["ContentMD5"] = base64.b64encode(md5).decode()
         out = self.retry.call(
-            lambda: self._call(
-                "put",
-                key,
-                "upload_part",
-                Key=self._full(key),
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=data,
-                ContentMD5=base64.b64encode(md5).decode(),
-            ),
+            lambda: self._call("put", key, "upload_part", **params),
             f"upload part {number} of {self.url(key)}",
         )
-        return str(out.get("ETag", "")).strip('"')
+        etag = str(out.get("ETag", "")).strip('"')
+        return f"{etag}{_TOKEN_SEP}{checksum}" if checksum else etag
 
     def mpu_complete(
         self,
@@ -295,7 +389,23 @@ class S3Store(ObjectStore):
         content_type: str | None,
         metadata: Mapping[str, str],
     ) -> BlobInfo:
-        listing = [{"PartNumber": n, "ETag": f'"{etag}"'} for n, etag in sorted(parts)]
+        """Assemble the parts and read back the object's size and ETag. Parts
+        that carried CRC32s (their tokens say so) are listed with them, which
+        S3 checks, and the object's COMPOSITE CRC32 must then be theirs:
+        otherwise ``ChecksumMismatch``. Tokens may also be bare ETags (the
+        presigned uploads of ``mpu_presign``)."""
+        from .transfer import ChecksumMismatch
+
+        listing: list[dict[str, Any]] = []
+        checksums: list[str] = []
+        for number, token in sorted(parts):
+            etag, _, checksum = token.partition(_TOKEN_SEP)
+            entry = {"PartNumber": number, "ETag": f'"{etag}"'}
+            if checksum:
+                entry["ChecksumCRC32"] = checksum
+                checksums.append(checksum)
+            listing.append(entry)
+        checked = bool(checksums) and len(checksums) == len(listing)
         attempts = 0
 
         def complete() -> None:
@@ -312,16 +422,30 @@ class S3Store(ObjectStore):
                 )
             except NotFound:
                 # NoSuchUpload on a retry: the first attempt completed it and
-                # its answer was lost. The object's ETag, checked by the
-                # caller, tells whether it is really ours.
+                # its answer was lost. The object's checksum (or ETag, checked
+                # by the caller) tells whether it is really ours.
                 if attempts == 1:
                     raise
 
-        self.retry.call(complete, f"complete upload of {self.url(key)}")
-        # Read back what the store holds: size and ETag, for verification.
-        return self.retry.call(lambda: self._stat_blob(key), f"head {self.url(key)}")
+        try:
+            self.retry.call(complete, f"complete upload of {self.url(key)}")
+        finally:
+            self._crc_uploads.discard(upload_id)
+        # Read back what the store holds: size, ETag, CRC32, for verification.
+        info = self.retry.call(lambda: self._stat_blob(key), f"head {self.url(key)}")
+        # Compared when the store reports it, like every other checksum.
+        if checked and info.crc32 and info.crc32_type in (None, "COMPOSITE"):
+            expected = crc32_composite(checksums)
+            if not composite_matches(expected, info.crc32):
+                raise ChecksumMismatch(
+                    f"CRC32 {expected} of the parts sent, {info.crc32} in the store",
+                    operation="upload",
+                    url=self.url(key),
+                )
+        return info
 
     def mpu_abort(self, key: str, upload_id: str) -> None:
+        self._crc_uploads.discard(upload_id)
         with contextlib.suppress(NotFound):
             self.retry.call(
                 lambda: self._call(
@@ -335,8 +459,7 @@ class S3Store(ObjectStore):
             )
 
     async def _presign(self, method: str, params: dict[str, Any], expires: int) -> str:
-        await self.fs.set_session()
-        client = await self.fs.get_s3(self.bucket)
+        client = await self._client()
         url: str = await client.generate_presigned_url(
             method, Params={"Bucket": self.bucket, **params}, ExpiresIn=expires
         )
@@ -345,7 +468,9 @@ class S3Store(ObjectStore):
     def mpu_presign(
         self, key: str, parts: int, *, content_type: str | None, expires: int = 3600
     ) -> tuple[str, list[str]]:
-        upload_id = self.mpu_start(key, content_type=content_type, metadata={})
+        # Someone else sends the parts, without CRC32s: no ChecksumAlgorithm,
+        # or S3 would refuse to complete the upload without them.
+        upload_id = self._mpu_start(key, content_type, {}, checksummed=False)
         urls = [
             # Signing is local: no request per part.
             sync(

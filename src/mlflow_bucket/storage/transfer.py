@@ -36,7 +36,17 @@ from functools import partial
 from typing import Any
 
 from .base import PART_SIZE_KEY, BlobInfo, ObjectStore
-from .checksums import crc32c, crc32c_combine, md5_digest, multipart_etag
+from .checksums import (
+    composite_matches,
+    crc32,
+    crc32_b64,
+    crc32_combine,
+    crc32_composite,
+    crc32c,
+    crc32c_combine,
+    md5_digest,
+    multipart_etag,
+)
 from .errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -333,6 +343,11 @@ class Transfers:
         parts = _split(size, part_size)
         metadata = {PART_SIZE_KEY: str(part_size)}
         upload_id = store.mpu_start(key, content_type=content_type, metadata=metadata)
+        # Each part is hashed here, in its own thread, for only what the store
+        # checks: CRC32C on GCS; on S3 an MD5 only when the upload does not
+        # carry CRC32s, which the store then computes and checks itself.
+        want_crc = store.verify_kind == "crc32c"
+        want_md5 = store.verify_kind == "md5" and not _checksummed(store, upload_id)
         crcs: dict[int, int] = {}
         md5s: dict[int, bytes] = {}
         try:
@@ -344,15 +359,17 @@ class Transfers:
                         data = _read_at(fd, part.offset, part.size)
                         if len(data) != part.size:
                             raise StorageError(f"{path} shrank while being uploaded")
-                        crcs[part.number] = crc32c(data)
-                        md5s[part.number] = md5_digest(data)
+                        if want_crc:
+                            crcs[part.number] = crc32c(data)
+                        if want_md5:
+                            md5s[part.number] = md5_digest(data)
                         token = store.mpu_put_part(
                             key,
                             upload_id,
                             part.number,
                             data,
-                            crc32c=crcs[part.number],
-                            md5=md5s[part.number],
+                            crc32c=crcs.get(part.number, 0),
+                            md5=md5s.get(part.number, b""),
                         )
                     self._advance(part.size)
                     return part.number, token
@@ -360,17 +377,22 @@ class Transfers:
                 tokens = self._run_parts(send, parts)
             if os.stat(path).st_size != size:
                 raise StorageError(f"{path} changed size while being uploaded")
-            info = store.mpu_complete(
-                key, upload_id, tokens, content_type=content_type, metadata=metadata
-            )
+            try:
+                info = store.mpu_complete(
+                    key, upload_id, tokens, content_type=content_type, metadata=metadata
+                )
+            except ChecksumMismatch as exc:
+                raise ChecksumMismatch(
+                    f"upload of {path} is corrupt: {exc.message}", operation="upload", url=exc.url
+                ) from exc
         except BaseException:
             try:
                 store.mpu_abort(key, upload_id)
             except Exception as exc:  # the original error matters more
                 log.warning("could not abort the upload of %s: %s", store.url(key), exc)
             raise
-        crc = self._combined_crc(parts, crcs)
-        etag = multipart_etag([md5s[p.number] for p in parts])
+        crc = self._combined_crc(parts, crcs) if crcs else None
+        etag = multipart_etag([md5s[p.number] for p in parts]) if md5s else None
         self._verify(info, size, crc, None, etag, path, "upload")
         return info
 
@@ -445,17 +467,24 @@ class Transfers:
         store = self.store
         part_size = self.chunk_size
         aligned = False
-        if stat.etag and "-" in stat.etag and store.verify_kind == "md5":
-            # Ranges matching the upload's parts let the multipart ETag be
-            # re-derived from the pieces; without a recorded part size, try
-            # the part size of the common uploaders (ours, boto3, MLflow).
-            count = int(stat.etag.rsplit("-", 1)[1])
+        if "-" in stat.version and store.verify_kind == "md5":
+            # Ranges matching the upload's parts let the multipart ETag (or
+            # S3's COMPOSITE CRC32) be re-derived from the pieces; without a
+            # recorded part size, try the part size of the common uploaders
+            # (ours, boto3, MLflow). The part count ends the ETag, even
+            # where it is not an MD5 (SSE-KMS).
+            count = stat.version.rsplit("-", 1)[1]
             for guess in (stat.part_size, self.chunk_size, 8 * MiB, 10 * MiB, 16 * MiB):
-                if guess and math.ceil(stat.size / guess) == count:
+                if guess and count.isdigit() and math.ceil(stat.size / guess) == int(count):
                     part_size, aligned = guess, True
                     break
         parts = _split(stat.size, part_size)
+        # S3's CRC32 of the object, when it has one (ours and boto3's uploads
+        # do): checked with a CRC32 per range, several times cheaper than the
+        # MD5s an ETag needs, and no second pass over a single-part object.
+        crc32_check = _crc32_check(stat, aligned) if store.verify_kind == "md5" else None
         crcs: dict[int, int] = {}
+        crc32s: dict[int, int] = {}
         md5s: dict[int, bytes] = {}
         tmp = _temp_path(path)
         try:
@@ -478,7 +507,9 @@ class Transfers:
                             )
                         if store.verify_kind == "crc32c":
                             crcs[part.number] = crc32c(data)
-                        elif aligned:
+                        elif crc32_check:
+                            crc32s[part.number] = crc32(data)
+                        elif aligned and stat.etag:
                             md5s[part.number] = md5_digest(data)
                         written = 0
                         view = memoryview(data)
@@ -490,7 +521,9 @@ class Transfers:
             crc = self._combined_crc(parts, crcs) if crcs else None
             etag = multipart_etag([md5s[p.number] for p in parts]) if md5s else None
             local_md5 = None
-            if store.verify_kind == "md5" and stat.md5 is not None and etag is None:
+            if crc32_check:
+                self._verify_crc32(stat, parts, crc32s, crc32_check, path)
+            elif store.verify_kind == "md5" and stat.md5 is not None and etag is None:
                 local_md5 = _file_md5(tmp)  # a single-part object: its MD5 is sequential
             self._verify(stat, stat.size, crc, local_md5, etag, path, "download")
             os.replace(tmp, path)
@@ -500,6 +533,39 @@ class Transfers:
         return stat
 
     # -- verification ---------------------------------------------------
+
+    def _verify_crc32(
+        self,
+        remote: BlobInfo,
+        parts: list[_Part],
+        crc32s: dict[int, int],
+        check: tuple[str, bool, bool],
+        path: str,
+    ) -> None:
+        """The parts' CRC32s against S3's CRC32 of the object: COMPOSITE (of
+        the part CRC32s: ranges must match the upload's parts) or FULL_OBJECT
+        (the CRC32 of the whole, combined from the parts' whatever the ranges).
+        When the store does not say which (moto), either may match."""
+        stored, composite, full = check
+        ordered = [crc32s[p.number] for p in parts]
+        local = []
+        if composite:
+            local.append(crc32_composite([crc32_b64(c) for c in ordered]))
+            if composite_matches(local[-1], stored):
+                return
+        if full:
+            whole = ordered[0]
+            for part in parts[1:]:
+                whole = crc32_combine(whole, crc32s[part.number], part.size)
+            local.append(crc32_b64(whole))
+            if local[-1] == stored:
+                return
+        raise ChecksumMismatch(
+            f"download of {path} is corrupt: CRC32 {' or '.join(local)} locally, "
+            f"{stored} in the store",
+            operation="download",
+            url=self.store.url(remote.key),
+        )
 
     def _check_size(self, info: BlobInfo, size: int, path: str) -> None:
         if info.size != size:
@@ -542,6 +608,31 @@ class Transfers:
                 operation=direction,
                 url=url,
             )
+
+
+def _crc32_check(info: BlobInfo, aligned: bool) -> tuple[str, bool, bool] | None:
+    """How to check a download against S3's CRC32 of the object
+    (``S3BlobInfo.crc32``), if it has one: (the stored value, whether it may
+    be COMPOSITE, whether it may be FULL_OBJECT). None when it cannot be
+    checked: no CRC32, or a COMPOSITE one with ranges unlike the parts."""
+    stored = getattr(info, "crc32", None)
+    if not stored:
+        return None
+    kind = getattr(info, "crc32_type", None)
+    multipart = "-" in info.version
+    # S3 marks a composite value with the part count ("...==-N").
+    composite = multipart and aligned and kind != "FULL_OBJECT"
+    full = kind != "COMPOSITE" and not ("-" in stored and kind is None)
+    if not multipart:
+        composite, full = False, True  # one part: the CRC32 of the whole
+    return (str(stored), composite, full) if composite or full else None
+
+
+def _checksummed(store: ObjectStore, upload_id: str) -> bool:
+    """Whether the store checksums this upload's parts itself (S3 uploads
+    carrying CRC32s: ``S3Store.mpu_checksummed``)."""
+    check = getattr(store, "mpu_checksummed", None)
+    return bool(check(upload_id)) if check is not None else False
 
 
 def _file_md5(path: str) -> bytes:
