@@ -579,7 +579,7 @@ def test_logged_model_calls(client: MlflowClient, store: BucketTrackingStore) ->
 
 
 def test_trace_calls_answer_empty_or_not_supported(client: MlflowClient) -> None:
-    assert client.search_traces(experiment_ids=["0"]) == []
+    assert client.search_traces(locations=["0"]) == []
     with pytest.raises(MlflowException) as exc:
         client.get_trace("tr-0123")
     assert _code(exc) in ("NOT_IMPLEMENTED", "RESOURCE_DOES_NOT_EXIST")
@@ -679,7 +679,7 @@ def _round_trip(uri: str) -> None:
         assert found.info.status == RunStatus.to_string(RunStatus.FINISHED)
         history = client.get_metric_history(run.info.run_id, "loss")
         assert [m.step for m in history] == list(range(20))
-        assert client.search_traces(experiment_ids=[exp.experiment_id]) == []
+        assert client.search_traces(locations=[exp.experiment_id]) == []
     finally:
         forget_backends()
         mlflow.set_tracking_uri(previous)
