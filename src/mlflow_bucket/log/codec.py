@@ -13,6 +13,7 @@ damaged object from one written by a newer release (docs/format.md).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import warnings
 import zlib
@@ -157,6 +158,21 @@ def decode_checkpoint(data: bytes, where: str) -> tuple[int, Any, list[str]]:
 
 def encode_side(data: Any) -> bytes:
     return encode(SIDE, {"data": data})
+
+
+def encode_side_with_ref(data: Any) -> tuple[str, bytes]:
+    """(reference, object) of a side object from one serialization of ``data``.
+
+    The same bytes as ``encode_side`` (the document's keys sort as data,
+    format, version), and the reference is the SHA-256 of the data's
+    canonical JSON: a checkpoint of many runs serializes each history once,
+    not twice.
+    """
+    raw = canonical_json(data)
+    doc = b"".join(
+        (b'{"data":', raw, b',"format":"', SIDE.encode(), b'","version":', b"%d}" % FORMAT_VERSION)
+    )
+    return hashlib.sha256(raw).hexdigest(), gzip.compress(doc, compresslevel=_LEVEL, mtime=0)
 
 
 def decode_side(data: bytes, where: str) -> Any:

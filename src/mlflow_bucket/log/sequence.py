@@ -19,7 +19,6 @@ and re-reads from the newest checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import re
@@ -27,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -453,9 +453,8 @@ class Log:
         time, so gc, which spares anything younger than its retention,
         cannot delete it before the checkpoint that references it lands.
         """
-        ref = hashlib.sha256(codec.canonical_json(data)).hexdigest()
+        ref, payload = codec.encode_side_with_ref(data)
         if ref not in existing:
-            payload = codec.encode_side(data)
             key = self.side_key(ref)
             self.store.put(key, payload)
             if self.cache is not None:
@@ -463,19 +462,15 @@ class Log:
         return ref
 
     def write_sides(self, items: list[Any], *, existing: Container[str] = ()) -> list[str]:
-        """``write_side`` for many at once, uploaded in parallel.
+        """``write_side`` for many at once, in parallel.
 
         A checkpoint of an experiment whose runs all logged metrics writes
         one side object per run: one at a time, that is minutes on a bucket.
+        Each object is encoded, uploaded and cached in one task, so that
+        the encoding of some overlaps the uploads of others.
         """
-        refs = [hashlib.sha256(codec.canonical_json(data)).hexdigest() for data in items]
-        payloads = {
-            self.side_key(ref): codec.encode_side(data)
-            for ref, data in zip(refs, items, strict=True)
-            if ref not in existing
-        }
-        self.store.put_many(payloads)
-        if self.cache is not None:
-            for key, payload in payloads.items():
-                self.cache.put(key, "", payload)
-        return refs
+        if len(items) <= 1:
+            return [self.write_side(data, existing=existing) for data in items]
+        workers = max(1, min(self.store.concurrency, len(items)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="mlflow-bucket-side") as pool:
+            return list(pool.map(lambda data: self.write_side(data, existing=existing), items))
