@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import operator
 import sys
 import threading
 import time
@@ -154,12 +155,17 @@ def adopt_experiment(state: State, dumped: State) -> None:
             live["href"], live["hist"] = doc["href"], doc["hist"]
 
 
+# A stored point is [value, is_nan, timestamp, step]: order by step, timestamp, value.
+_POINT_ORDER = operator.itemgetter(3, 2, 0, 1)
+
+
 def merge_history(base: Mapping[str, list[Any]], new: Mapping[str, list[Any]]) -> dict[str, Any]:
     """Union of two histories, each point once, in (step, timestamp, value) order."""
     out: dict[str, Any] = {}
     for key in sorted(set(base) | set(new)):
-        points = {tuple(p) for p in base.get(key, [])} | {tuple(p) for p in new.get(key, [])}
-        out[key] = [list(p) for p in sorted(points, key=lambda p: (p[3], p[2], p[0], p[1]))]
+        points = set(map(tuple, base.get(key, ())))
+        points.update(map(tuple, new.get(key, ())))
+        out[key] = list(map(list, sorted(points, key=_POINT_ORDER)))
     return out
 
 
