@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
+import mlflow
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -57,6 +58,7 @@ from mlflow.exceptions import MlflowException
 from mlflow_bucket_plugins.tracking import store as bucket_store_module
 from mlflow_bucket_plugins.tracking.backend import forget_backends
 from mlflow_bucket_plugins.tracking.store import BucketTrackingStore
+from packaging.version import Version
 
 # -- the values the machine draws from -----------------------------------------------
 
@@ -1200,6 +1202,16 @@ class Differential(RuleBasedStateMachine):
         )
 
 
+# The reference is the SQL store of the MLflow the main venv pins; older ones
+# differ (pagination tokens, logged-model calls) in ways the bucket store does
+# not copy, so the oldest-MLflow CI step skips this test.
+REFERENCE_MLFLOW = "3.17"
+
+
+@pytest.mark.skipif(
+    Version(mlflow.__version__) < Version(REFERENCE_MLFLOW),
+    reason=f"the reference is MLflow {REFERENCE_MLFLOW}'s SQL store",
+)
 @pytest.mark.timeout(600)
 def test_bucket_store_matches_sql_store(make_sqlite_store: Callable[[], Any]) -> None:
     Differential.make_sql = staticmethod(make_sqlite_store)  # type: ignore[assignment]

@@ -446,6 +446,15 @@ def _child_env(info: Any, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _gc_deletes_logged_models() -> bool:
+    """Whether this MLflow's `mlflow gc` purges logged models (later 3.x releases)."""
+    import inspect
+
+    import mlflow.cli
+
+    return "_hard_delete_logged_model" in inspect.getsource(mlflow.cli)
+
+
 @pytest.mark.emulator
 def test_mlflow_gc_command_on_gcs(gcs_env: Any, tmp_path: Path) -> None:
     uri = f"gs://{gcs_env.bucket}/mlflow"
@@ -476,7 +485,8 @@ def test_mlflow_gc_command_on_gcs(gcs_env: Any, tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr[-3000:]
         assert f"Run with ID {drop} has been permanently deleted" in result.stdout
         assert f"Experiment with ID {gone} has been permanently deleted" in result.stdout
-        assert f"Logged model with ID {model.model_id}" in result.stdout
+        if _gc_deletes_logged_models():
+            assert f"Logged model with ID {model.model_id}" in result.stdout
 
         client = reopen(uri)
         with pytest.raises(MlflowException):
@@ -585,25 +595,24 @@ def test_trace_calls_answer_empty_or_not_supported(client: MlflowClient) -> None
     assert _code(exc) in ("NOT_IMPLEMENTED", "RESOURCE_DOES_NOT_EXIST")
 
 
-def test_server_endpoints_never_crash(tracking: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every tracking endpoint of the stock server answers without a 500.
+def _crashing_endpoints(uri: str, monkeypatch: pytest.MonkeyPatch) -> tuple[set[Any], Any, str]:
+    """Call every tracking endpoint of the stock server on ``uri``; those answering 5xx (not 501).
 
-    Called with made-up ids and minimal arguments, as a UI page would on a
-    store without traces: 200 (often empty), 4xx, or 501 NOT_IMPLEMENTED.
+    Made-up ids and minimal arguments, as a UI page would send them.
     """
     import re
 
     from mlflow.protos.service_pb2 import MlflowService
     from mlflow.server import ARTIFACT_ROOT_ENV_VAR, BACKEND_STORE_URI_ENV_VAR, app, handlers
 
-    monkeypatch.setenv(BACKEND_STORE_URI_ENV_VAR, tracking)
-    monkeypatch.setenv(ARTIFACT_ROOT_ENV_VAR, f"{tracking}/artifacts")
+    monkeypatch.setenv(BACKEND_STORE_URI_ENV_VAR, uri)
+    monkeypatch.setenv(ARTIFACT_ROOT_ENV_VAR, f"{uri}/artifacts")
     monkeypatch.setattr(handlers, "_tracking_store", None)
     web = app.test_client()
     created = web.post("/ajax-api/2.0/mlflow/runs/create", json={"experiment_id": "0"})
     assert created.status_code == 200
     run_id = created.get_json()["run"]["info"]["run_id"]
-    crashes = []
+    crashes = set()
     for path, _, methods in handlers.get_service_endpoints(MlflowService, handlers.get_handler):
         if not path.startswith("/ajax-api/") or "/workspaces" in path:
             continue
@@ -616,8 +625,23 @@ def test_server_endpoints_never_crash(tracking: str, monkeypatch: pytest.MonkeyP
                 body = {"experiment_id": "0", "experiment_ids": ["0"], "run_id": run_id}
                 response = web.open(url, method=method, json=body)
             if response.status_code >= 500 and response.status_code != 501:
-                crashes.append((method, url, response.status_code))
-    assert crashes == []
+                crashes.add((method, path))
+    return crashes, web, run_id
+
+
+def test_server_endpoints_never_crash(
+    tracking: str, monkeypatch: pytest.MonkeyPatch, make_sqlite_store: Any
+) -> None:
+    """No tracking endpoint of the stock server answers 500 on the bucket store.
+
+    Unless it does on MLflow's own SQL store too (a bug of that MLflow's
+    handler, such as 3.5's DELETE traces/<id>/tags): 200 (often empty), 4xx,
+    or 501 NOT_IMPLEMENTED for what the bucket does not hold.
+    """
+    sql_uri = make_sqlite_store().db_uri
+    sql_crashes, _, _ = _crashing_endpoints(sql_uri, monkeypatch)
+    crashes, web, run_id = _crashing_endpoints(tracking, monkeypatch)
+    assert crashes - sql_crashes == set()
     # The run page's charts: the server's two bulk history endpoints.
     MlflowClient(tracking).log_batch(
         run_id, metrics=[Metric("loss", 1 / (i + 1), i, i) for i in range(50)]
