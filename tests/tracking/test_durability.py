@@ -236,7 +236,7 @@ def test_other_processes_see_new_points_within_flush_and_refresh_intervals(
     once); this process, another reader, polls its metric history. Records
     the delays; asserts only that every point shows up."""
     uri = f"{bucket.url}/team"
-    points = 5
+    points = 4
     writer = start(
         "log_and_watch",
         {"uri": uri, "experiment": "e", "points": points},
@@ -299,13 +299,18 @@ def _next_number(store: Any, root: str) -> str:
     return log.key(log.tail() + 1)
 
 
-def _damage(uri: str, eid: str, kind: str) -> str:
+def _damage(uri: str, eid: str, run_id: str, kind: str) -> str:
     """Damage or add one object; returns its key (relative to the store)."""
     store = open_store(uri)
     exp = f"tracking/exp/{eid}"
     if kind == "log object":
         key = _next_number(store, exp)
         store.create(key, GARBAGE)
+    elif kind == "entry of a wrong shape":
+        # A valid log object whose entry would make the fold fail.
+        log = Log(store, exp, cache=None)
+        bad = {"op": "run.log", "id": run_id, "metrics": [["m", "x"]], "ts": 1, "w": "w"}
+        key = log.key(log.append([bad]))
     elif kind == "foreign name in log/":
         key = f"{exp}/log/notes.txt"
         store.put(key, b"hello")
@@ -328,14 +333,22 @@ def _damage(uri: str, eid: str, kind: str) -> str:
 
 @pytest.mark.parametrize(
     "kind",
-    ["log object", "foreign name in log/", "checkpoint", "side object", "index", "experiments log"],
+    [
+        "log object",
+        "entry of a wrong shape",
+        "foreign name in log/",
+        "checkpoint",
+        "side object",
+        "index",
+        "experiments log",
+    ],
 )
 def test_a_damaged_or_foreign_object_is_skipped_with_a_warning_naming_it(
     bucket: BucketInfo, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     uri = f"{bucket.url}/team"
     made = _in_process(bucket, lambda: _populate(uri))
-    key = _in_process(bucket, lambda: _damage(uri, made["eid"], kind))
+    key = _in_process(bucket, lambda: _damage(uri, made["eid"], made["runs"][0], kind))
 
     def read() -> Any:
         client = MlflowClient(uri)

@@ -203,7 +203,7 @@ def log_and_watch(uri: str, experiment: str, points: int) -> dict[str, Any]:
         assert client.get_run(run_id).data.metrics["m"] == float(step)
         _say("LOGGED", {"step": step, "at": returned})
         # Spread the points over the flush cycle.
-        time.sleep(rng.uniform(0.5, 3.0))
+        time.sleep(rng.uniform(0.3, 2.5))
     return {"run_id": run_id}
 
 

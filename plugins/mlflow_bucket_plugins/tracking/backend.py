@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from mlflow_bucket.log.codec import warn_corrupt
 from mlflow_bucket.marker import ensure_marker
 from mlflow_bucket.storage import ObjectStore, TransientError, open_store
 
+from .entry_checks import Check, check_experiments_entry, check_index_entry, check_run_entry
 from .fold import (
     Entry,
     State,
@@ -132,6 +133,39 @@ def _readable_side(side: SideObjects, ref: str | None) -> Any:
     except CorruptObject as exc:
         _warn_damaged_history(exc)
         return {}
+
+
+def _guarded(fold: Callable[[State, int, list[Entry]], State], check: Check, target: Log) -> Any:
+    """``fold``, skipping entries in a shape it would fail on (entry_checks.py).
+
+    Each is reported once per process, naming its log object, as an object
+    that does not decode is; an error of the fold itself on an entry that
+    passed is reported the same way and the rest of the log is still read.
+    """
+    warned: set[str] = set()
+
+    def report(seq: int, reason: str) -> None:
+        where = target.url(target.key(seq))
+        if where not in warned:
+            warned.add(where)
+            log.warning("skipping part of %s: %s", where, reason)
+            warn_corrupt(where, reason)
+
+    def guarded(state: State, seq: int, entries: list[Entry]) -> State:
+        good = []
+        for i, entry in enumerate(entries):
+            problem = check(entry)
+            if problem is None:
+                good.append(entry)
+            else:
+                report(seq, f"entry {i}: {problem}")
+        try:
+            return fold(state, seq, good)
+        except (TypeError, KeyError, IndexError, AttributeError, ValueError) as exc:
+            report(seq, f"an entry the fold cannot apply: {type(exc).__name__}: {exc}")
+            return state
+
+    return guarded
 
 
 def _warn_damaged_history(exc: CorruptObject) -> None:
@@ -256,8 +290,10 @@ class Backend:
             if settings.spool_dir is not None
             else default_spool_dir(self.store)
         )
-        self.experiments = self._view(EXPERIMENTS_LOG, fold_experiments, new_experiments_state)
-        self.index = self._view(INDEX_LOG, fold_index, new_index_state)
+        self.experiments = self._view(
+            EXPERIMENTS_LOG, fold_experiments, new_experiments_state, check_experiments_entry
+        )
+        self.index = self._view(INDEX_LOG, fold_index, new_index_state, check_index_entry)
         self._exp_views: dict[str, LogView[State]] = {}
         self._refreshers: dict[int, _Refresher] = {}
         # A copy of the experiments state as of `_experiments_seq`: callers
@@ -292,8 +328,9 @@ class Backend:
     def _log(self, root: str) -> Log:
         return Log(self.store, root, cache=self.cache)
 
-    def _view(self, root: str, fold: Any, initial: Any, **kw: Any) -> LogView[State]:
-        return LogView(self._log(root), fold, initial, compaction=self.compaction, **kw)
+    def _view(self, root: str, fold: Any, initial: Any, check: Check, **kw: Any) -> LogView[State]:
+        log = self._log(root)
+        return LogView(log, _guarded(fold, check, log), initial, compaction=self.compaction, **kw)
 
     @property
     def spool(self) -> Spool:
@@ -362,6 +399,7 @@ class Backend:
                     experiment_log(eid),
                     fold_experiment,
                     new_experiment_state,
+                    check_run_entry,
                     dump=dump_experiment,
                     adopt=adopt_experiment,
                 )
