@@ -986,6 +986,22 @@ class Differential(RuleBasedStateMachine):
         )
 
     @rule(
+        ids=st.sampled_from([["12345"], ["abc"], ["0", "abc"], ["0", "12345"], []]),
+        what=st.sampled_from(["runs", "models", "datasets"]),
+    )
+    def search_unknown_experiments(self, ids: list[str], what: str) -> None:
+        calls = {
+            "runs": lambda s: [r.info.run_id for r in s.search_runs(ids, "", ViewType.ALL)],
+            "models": lambda s: [m.model_id for m in s.search_logged_models(ids)],
+            "datasets": lambda s: [d.name for d in s._search_datasets(ids)],
+        }
+        self.compare(
+            f"search {what} in {ids}",
+            lambda s, side: calls[what](s),
+            lambda side, found: sorted(self.ids.name(side, i) or i for i in found),
+        )
+
+    @rule(
         run=st.one_of(runs, st.just(None)),
         key=st.sampled_from(["m1", "m2", "many", "nope"]),
         max_results=st.sampled_from([None, 2]),
