@@ -14,6 +14,7 @@ import signal
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,14 +59,16 @@ def _fresh() -> None:
     _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
 
 
-def _in_process(bucket: BucketInfo, call: Callable[[], T], spool: Path | None = None) -> T:
+def _in_process(
+    bucket: BucketInfo, call: Callable[[], T], spool: Path | None = None, cache: Path | None = None
+) -> T:
     """``call()`` here as in a new process: the bucket's environment, fresh
-    Backends, an empty cache, and a spool folder of its own unless given."""
+    Backends, and an empty cache and a spool folder of its own unless given."""
     with pytest.MonkeyPatch.context() as env, tempfile.TemporaryDirectory() as state:
         for name, value in bucket.env.items():
             env.setenv(name, value)
         env.setenv("MLFLOW_BUCKET_SPOOL_DIR", str(spool or Path(state) / "spool"))
-        env.setenv("MLFLOW_BUCKET_CACHE_DIR", f"{state}/cache")
+        env.setenv("MLFLOW_BUCKET_CACHE_DIR", str(cache or Path(state) / "cache"))
         _fresh()
         try:
             return call()
@@ -395,3 +398,30 @@ def test_a_damaged_or_foreign_object_is_skipped_with_a_warning_naming_it(
         for run_id, (_, _, metrics, steps) in again.items():
             assert metrics == {"m": 3.0}
             assert steps == ([3] if seen[run_id][3] == [] else [0, 1, 2, 3])
+
+
+def test_damaged_copies_in_the_local_cache_are_read_again_from_the_bucket(
+    bucket: BucketInfo, tmp_path: Path
+) -> None:
+    """The cache holds copies of immutable objects; one damaged on local disk
+    (a crash mid-write, a bad disk) must not hide a good object."""
+    uri = f"{bucket.url}/team"
+    cache = tmp_path / "cache"
+    made = _in_process(bucket, lambda: _populate(uri), cache=cache)
+    copies = [p for p in cache.rglob("*") if p.is_file() and ".tmp" not in p.parts]
+    assert len(copies) > 10  # log objects, a checkpoint, its history objects
+    for path in copies:
+        path.write_bytes(GARBAGE)
+
+    def read() -> Any:
+        client = MlflowClient(uri)
+        out = {}
+        for r in client.search_runs([made["eid"]]):
+            history = client.get_metric_history(r.info.run_id, "m")
+            out[r.info.run_id] = (r.data.params, [m.step for m in history])
+        return out
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CorruptObjectWarning)
+        seen = _in_process(bucket, read, cache=cache)
+    assert seen == {r: ({"i": str(i)}, [0, 1, 2]) for i, r in enumerate(made["runs"])}

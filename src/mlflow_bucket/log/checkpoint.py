@@ -23,6 +23,7 @@ them, so a checkpoint never points at something missing.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from collections.abc import Callable
@@ -164,13 +165,20 @@ class Checkpoints(Generic[S]):
     def _document(self, seq: int, info: ObjectInfo) -> tuple[Any, list[str]]:
         """(state JSON, side refs) of one listed checkpoint; cached by version."""
         cache = self.log.cache
+        where = self.log.url(info.key)
         data = cache.get(info.key, info.version) if cache is not None else None
-        if data is None:
+        decoded = None
+        if data is not None:
+            # A local copy that does not decode is damaged, not necessarily the
+            # object: the store's copy decides.
+            with contextlib.suppress(codec.CorruptObject):
+                decoded = codec.decode_checkpoint(data, where)
+        if decoded is None:
             data = self.log.store.get(info.key)
             if cache is not None:
                 cache.put(info.key, info.version, data)
-        where = self.log.url(info.key)
-        found, state, refs = codec.decode_checkpoint(data, where)
+            decoded = codec.decode_checkpoint(data, where)
+        found, state, refs = decoded
         if found != seq:
             raise codec.CorruptObject(where, f"it holds number {found}, its name says {seq}")
         return state, refs

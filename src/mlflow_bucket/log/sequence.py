@@ -354,6 +354,7 @@ class Log:
                     missing.append(info)
                 else:
                     data[info.key] = hit
+            cached = set(data)
             if missing:
                 try:
                     fetched = self.store.get_many(info.key for info in missing)
@@ -374,12 +375,28 @@ class Log:
             for seq, info in part:
                 where = self.url(info.key)
                 try:
-                    entries, batches = codec.decode_batch(data[info.key], where)
+                    try:
+                        entries, batches = codec.decode_batch(data[info.key], where)
+                    except codec.CorruptObject:
+                        if info.key not in cached:
+                            raise
+                        # The local copy is damaged, not necessarily the object.
+                        entries, batches = codec.decode_batch(self._refetch(info), where)
                 except codec.CorruptObject as exc:
                     self._warn_once(where, exc.reason)
                     yield Record(seq, [], (), info.key, corrupt=True)
                     continue
                 yield Record(seq, entries, tuple(batches), info.key)
+
+    def _refetch(self, info: ObjectInfo) -> bytes:
+        """The object from the store, replacing a cached copy that did not decode."""
+        try:
+            data = self.store.get(info.key)
+        except NotFound as exc:
+            raise LogTruncated(exc.url, int(info.key[len(self.log_prefix) :]), None) from exc
+        if self.cache is not None:
+            self.cache.put(info.key, info.version, data)
+        return data
 
     def find_batches(self, ids: Iterable[str], after: int) -> tuple[dict[str, int], bool]:
         """Which of the batch ids appear in the log after ``after``, and at which number.
@@ -411,11 +428,17 @@ class Log:
             raise ValueError(f"not a side-object reference: {ref!r}")
         key = self.side_key(ref)
         data = self.cache.get(key, "") if self.cache is not None else None
-        if data is None:
-            data = self.store.get(key)
-            if self.cache is not None:
-                self.cache.put(key, "", data)
-        return codec.decode_side(data, self.url(key))
+        if data is not None:
+            try:
+                return codec.decode_side(data, self.url(key))
+            except codec.CorruptObject:
+                pass  # the local copy is damaged, not necessarily the object
+        data = self.store.get(key)
+        decoded = codec.decode_side(data, self.url(key))
+        # Cached once it decodes: a damaged object repaired later is read again.
+        if self.cache is not None:
+            self.cache.put(key, "", data)
+        return decoded
 
     def prefetch_sides(self, refs: Iterable[str]) -> None:
         """Fetch side objects missing from the local cache, in parallel.
