@@ -7,7 +7,10 @@ HTTP (started by the project's pytest plugin).
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import threading
+import time
+import traceback
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -103,16 +106,34 @@ def test_create_race_between_threads_has_exactly_one_winner(store: ObjectStore) 
     assert store.get("race/key") == f"writer-{winner}".encode()
 
 
-def _contend_in_process(uri: str, options: dict[str, Any], i: int, start: Any) -> str:
-    store = open_store(uri, **options)
-    start.wait()
+def _contend_in_process(
+    uri: str, options: dict[str, Any], i: int, start: Any, results: Any
+) -> None:
+    """One contender: open the store, wait for the others, create; report how it went.
+
+    Whatever happens is reported (a traceback, not a silent death), and no
+    wait is unbounded: a contender that cannot go on fails the test with its
+    story instead of hanging it.
+    """
     try:
-        store.create("race/proc", f"process-{i}".encode())
-        return "won"
-    except AlreadyExists:
-        return "lost"
-    finally:
-        store.close()
+        store = open_store(uri, **options)
+        try:
+            start.wait(timeout=_RACE_WAIT)
+            try:
+                store.create("race/proc", f"process-{i}".encode())
+                outcome = "won"
+            except AlreadyExists:
+                outcome = "lost"
+        finally:
+            store.close()
+    except BaseException:
+        outcome = f"error: {traceback.format_exc()}"
+    results.put((i, outcome))
+
+
+# Bounds each wait of the process race: far above what starting four
+# interpreters takes on a loaded machine, below pytest's 300 s timeout.
+_RACE_WAIT = 120.0
 
 
 def test_create_race_between_processes_has_exactly_one_winner(
@@ -121,14 +142,38 @@ def test_create_race_between_processes_has_exactly_one_winner(
     uri, options, _ = store_target
     if uri.startswith("memory://"):
         pytest.skip("a memory store lives in one process")
+    contenders = 4
+    # Plain processes with a barrier and a queue of their own: no Pool (it
+    # cannot tell that a worker died, and waits for its task forever) and no
+    # Manager (one more server process every barrier call goes through).
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager:
-        start = manager.Barrier(4)
-        with ctx.Pool(4) as pool:
-            outcomes = pool.starmap(
-                _contend_in_process, [(uri, options, i, start) for i in range(4)]
-            )
-    assert Counter(outcomes) == {"won": 1, "lost": 3}
+    start = ctx.Barrier(contenders)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_contend_in_process, args=(uri, options, i, start, results))
+        for i in range(contenders)
+    ]
+    for p in procs:
+        p.start()
+    reported: dict[int, str] = {}
+    try:
+        deadline = time.monotonic() + 2 * _RACE_WAIT
+        while len(reported) < contenders and time.monotonic() < deadline:
+            try:
+                i, outcome = results.get(timeout=1.0)
+            except queue.Empty:
+                if all(p.exitcode is not None for p in procs):
+                    break  # every contender is gone, some without a word
+                continue
+            reported[i] = outcome
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.exitcode is None:
+                p.kill()
+                p.join()
+    outcomes = [reported.get(i, f"no report (exit code {p.exitcode})") for i, p in enumerate(procs)]
+    assert Counter(outcomes) == {"won": 1, "lost": contenders - 1}, outcomes
     assert store.get("race/proc") == f"process-{outcomes.index('won')}".encode()
 
 
