@@ -82,6 +82,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--run-slow", action="store_true", help="also run tests marked slow (soak, large files)"
     )
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        help="run tests/reliability at the full sizes (also MLFLOW_BUCKET_SOAK=1)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
