@@ -27,6 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor", help="check credentials, access, create-if-absent, clock and latency"
     )
     doctor.add_argument("uri", help="gs://bucket/prefix, s3://bucket/prefix or a folder")
+    ui = sub.add_parser(
+        "ui", help="run MLflow's UI on localhost over a store (until Ctrl-C), print its URL"
+    )
+    ui.add_argument(
+        "uri",
+        nargs="?",
+        help="gs://bucket/prefix, s3://bucket/prefix or a folder (default: MLFLOW_TRACKING_URI)",
+    )
+    ui.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    ui.add_argument("--port", type=int, default=5000, help="port (0: any free one)")
     # The registry's promotion lives with the MLflow plugins; its parser imports no MLflow.
     from mlflow_bucket_plugins.registry.promote import build_promote_parser
 
@@ -50,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
         with open_store(args.uri) as store:
             return report(store)
+    if args.command == "ui":
+        from .ui import run as run_ui
+
+        return run_ui(args.uri, args.host, args.port)
     if args.command == "promote":
         from mlflow_bucket_plugins.registry.promote import run_promote
 

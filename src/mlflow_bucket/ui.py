@@ -1,0 +1,287 @@
+"""``mlflow-bucket ui``: MLflow's own UI and server on localhost, over a bucket store.
+
+One command runs the stock ``mlflow server`` (a subprocess: the engine imports no
+MLflow) with the bucket as its tracking and registry store, waits until it answers,
+loads the store's state into it, and prints the URL.
+
+Why one worker process: the tracking store folds the bucket's logs into an
+in-memory view per process and then only reads what is new. ``mlflow server``
+runs uvicorn, and uvicorn with ``--workers 1`` serves from a single process
+(the Flask app on a thread pool), so every page reads the same warm view; with
+several workers each would load and refresh its own copy of the whole store.
+
+Why artifacts are served directly, not proxied: runs logged by training scripts
+already carry their bucket artifact URI (``<store>/artifacts/<experiment>/...``)
+and the server reads those with the UI user's own credentials either way. Proxied
+mode (``--serve-artifacts``) would only change experiments created through this
+server, to ``mlflow-artifacts:/`` locations that scripts logging straight to the
+bucket could not resolve. So the server gets ``--no-serve-artifacts`` and the
+store's own artifact root as its default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .storage import LOCAL_SCHEME, open_store, split_uri
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 5000
+# Importing MLflow and its server takes a while on a loaded machine.
+STARTUP_TIMEOUT = 180.0
+STOP_TIMEOUT = 20.0
+
+
+class UiError(RuntimeError):
+    """The UI cannot start: the message says why and what to do."""
+
+
+def resolve_uri(arg: str | None) -> str:
+    """The store to show: the argument, else MLFLOW_TRACKING_URI."""
+    uri = arg or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise UiError(
+            "no store given: pass one (mlflow-bucket ui gs://bucket/prefix) "
+            "or set MLFLOW_TRACKING_URI"
+        )
+    return server_uri(uri)
+
+
+def server_uri(uri: str) -> str:
+    """``uri`` as the server's store URI; refuses URIs the UI cannot serve."""
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme in ("http", "https"):
+        raise UiError(f"{uri} is already a tracking server: open it in a browser")
+    try:
+        kind, _, path = split_uri(uri)
+    except ValueError as exc:
+        raise UiError(str(exc)) from None
+    if kind == "memory":
+        # A memory store lives in one process; the server would see an empty one.
+        raise UiError(f"{uri} lives in one process only; give a gs://, s3:// or folder URI")
+    if kind == "file":
+        # A plain path is MLflow's own FileStore; the bucket format on a folder
+        # has a scheme of its own.
+        return f"{LOCAL_SCHEME}://{Path(path).expanduser().resolve().as_posix()}"
+    return uri
+
+
+def artifact_root(uri: str) -> str:
+    """The tracking store's own default artifact root for ``uri``.
+
+    Kept equal to what the plugin's store uses on its own (``<store>/artifacts``),
+    so experiments created in the UI store artifacts where scripts do.
+    """
+    with open_store(uri) as store:
+        return f"{store.uri}/artifacts"
+
+
+def server_command(uri: str, host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--registry-store-uri",
+        uri,
+        "--no-serve-artifacts",
+        "--default-artifact-root",
+        artifact_root(uri),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        # Tracebacks still go to the log; one line per request would bury them.
+        "--uvicorn-opts",
+        "--no-access-log",
+    ]
+
+
+def _server_env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = {**os.environ, **(extra or {})}
+    # Job execution needs a SQL store; without this the server warns at each start.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    # gcsfs otherwise probes the bucket's layout over gRPC, which emulators and
+    # plain buckets do not answer (a minute's timeout).
+    env.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    return env
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise UiError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port"
+            ) from None
+
+
+def free_port(host: str = DEFAULT_HOST) -> int:
+    """A port that was free a moment ago (``--port 0``)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _request(url: str, body: dict[str, Any] | None = None, timeout: float = 120) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url,
+        data=data,
+        headers={"Content-Type": "application/json"},
+        method="POST" if data else "GET",
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        raw = answer.read()
+    return json.loads(raw) if body is not None else raw
+
+
+@dataclass
+class UiServer:
+    """A running ``mlflow server`` over one store."""
+
+    uri: str
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise UiError(
+                    f"mlflow server exited with code {self.process.returncode} "
+                    "before answering (its output is above)"
+                )
+            try:
+                _request(f"{self.url}/health", timeout=5)
+                return
+            except (OSError, urllib.error.URLError):
+                if time.monotonic() > deadline:
+                    raise UiError(f"mlflow server did not answer within {timeout:.0f} s") from None
+                time.sleep(0.3)
+
+    def load(self) -> list[str]:
+        """Read the store's experiments through the server: checks that the store
+        answers and leaves the server's view of it loaded. Returns the ids."""
+        try:
+            doc = _request(
+                f"{self.url}/ajax-api/2.0/mlflow/experiments/search",
+                {"max_results": 50000, "view_type": "ALL"},
+            )
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:2000]
+            raise UiError(f"the server cannot read {self.uri}: {exc.code} {detail}") from None
+        return [exp["experiment_id"] for exp in doc.get("experiments", [])]
+
+    def warm(self, experiment_ids: list[str]) -> None:
+        """Fold each experiment's runs into the server's view before anyone asks."""
+        for start in range(0, len(experiment_ids), 100):
+            body = {"experiment_ids": experiment_ids[start : start + 100], "max_results": 1}
+            try:
+                _request(f"{self.url}/ajax-api/2.0/mlflow/runs/search", body)
+            except OSError:
+                return  # only a head start; pages load it on demand anyway
+        try:
+            _request(f"{self.url}/ajax-api/2.0/mlflow/registered-models/search?max_results=1")
+        except OSError:
+            return
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        # mlflow's CLI forwards SIGTERM to its uvicorn child and waits for it.
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextmanager
+def serve(
+    uri: str,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    env: Mapping[str, str] | None = None,
+    output: IO[bytes] | None = None,
+) -> Iterator[UiServer]:
+    """A started, loaded ``mlflow server`` over ``uri``; stopped on exit."""
+    if port == 0:
+        port = free_port(host)
+    _check_port(host, port)
+    command = server_command(uri, host, port)
+    process = subprocess.Popen(
+        command, env=_server_env(env), stdout=output, stderr=subprocess.STDOUT if output else None
+    )
+    server = UiServer(uri=uri, url=f"http://{host}:{port}", process=process)
+    try:
+        server.wait_ready()
+        ids = server.load()
+        # The first page needs only the experiment list; runs load meanwhile.
+        threading.Thread(target=server.warm, args=(ids,), name="ui-warm", daemon=True).start()
+        yield server
+    finally:
+        server.stop()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM stops the command as Ctrl-C does, so the server is stopped too."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def wait_until_stopped(server: UiServer) -> int:
+    """Block until Ctrl-C or SIGTERM (0), or until the server exits by itself (1)."""
+    try:
+        while server.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
+    print(f"mlflow server exited with code {server.process.returncode}", file=sys.stderr)
+    return 1
+
+
+def run(uri: str | None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
+    """The command: serve until Ctrl-C. Exit code 1 with a message if it cannot."""
+    try:
+        with interruptible():
+            store = resolve_uri(uri)
+            print(f"Starting the MLflow UI on {store} ...", flush=True)
+            with serve(store, host, port) as server:
+                print(f"MLflow UI for {store}: {server.url}", flush=True)
+                print("Press Ctrl-C to stop.", flush=True)
+                return wait_until_stopped(server)
+    except UiError as exc:
+        print(f"mlflow-bucket ui: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
