@@ -40,6 +40,7 @@ from mlflow_bucket.log import (
 from mlflow_bucket.log.cache import store_id
 from mlflow_bucket.log.codec import warn_corrupt
 from mlflow_bucket.marker import ensure_marker
+from mlflow_bucket.project import store_setup
 from mlflow_bucket.storage import ObjectStore, TransientError, open_store
 
 from .entry_checks import Check, check_experiments_entry, check_index_entry, check_run_entry
@@ -705,7 +706,14 @@ def backend_for(uri: str) -> Backend:
     with _BACKENDS_LOCK:
         backend = _BACKENDS.get(uri)
         if backend is None:
-            backend = _BACKENDS[uri] = Backend(uri, Settings.from_env())
+            # Settings, storage options and artifact root from the environment and
+            # the project's configuration files (docs/configuration.md).
+            setup = store_setup(uri)
+            store = open_store(uri, **setup.storage_options) if setup.storage_options else None
+            backend = Backend(uri, setup.settings, store)
+            if setup.artifact_root:
+                backend.artifact_root = setup.artifact_root
+            _BACKENDS[uri] = backend
         return backend
 
 
