@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from . import __version__
 
@@ -41,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     from mlflow_bucket_plugins.registry.promote import build_promote_parser
 
     build_promote_parser(sub)
+    # import / export / verify: likewise, MLflow is imported when they run.
+    from mlflow_bucket_plugins.transfer.commands import build_transfer_parsers
+
+    build_transfer_parsers(sub)
     return parser
 
 
@@ -68,6 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         from mlflow_bucket_plugins.registry.promote import run_promote
 
         return run_promote(args)
+    if args.command in ("import", "export", "verify"):
+        from mlflow_bucket_plugins.transfer import commands
+
+        run: dict[str, Any] = {
+            "import": commands.run_import,
+            "export": commands.run_export,
+            "verify": commands.run_verify,
+        }
+        return int(run[args.command](args))
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -1,0 +1,178 @@
+"""``mlflow-bucket import``, ``export`` and ``verify`` (docs/migrating.md).
+
+The parsers import no MLflow (``mlflow-bucket --help`` stays fast); the
+commands do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import urllib.parse
+from typing import Any
+
+BUCKET_SCHEMES = ("gs", "s3", "memory", "bucket+file")
+SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+def is_bucket(uri: str) -> bool:
+    return urllib.parse.urlparse(uri).scheme in BUCKET_SCHEMES
+
+
+def is_sql(uri: str) -> bool:
+    # MLflow's SQL URIs may name a driver: postgresql+psycopg2://...
+    return urllib.parse.urlparse(uri).scheme.split("+")[0] in SQL_SCHEMES
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--experiments",
+        nargs="+",
+        metavar="NAME_OR_ID",
+        help="only these experiments (default: all, deleted ones too)",
+    )
+    parser.add_argument("--no-registry", action="store_true", help="leave the model registry out")
+    parser.add_argument("--no-artifacts", action="store_true", help="leave the artifacts out")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (default: on a terminal)"
+    )
+
+
+def build_transfer_parsers(sub: Any) -> None:
+    imp = sub.add_parser(
+        "import",
+        help="copy an MLflow tracking store (folder, database, server) into the bucket store",
+        description="Copy experiments, runs, logged models, artifacts and the model registry "
+        "from SOURCE_URI (any tracking URI MLflow can open) into the bucket store. Resumable: "
+        "run it again to finish an interrupted copy; what is there already is skipped.",
+    )
+    imp.add_argument("source", metavar="SOURCE_URI")
+    imp.add_argument(
+        "--to",
+        metavar="BUCKET_URI",
+        help="the bucket store (default: $MLFLOW_TRACKING_URI)",
+    )
+    _common(imp)
+    exp = sub.add_parser(
+        "export",
+        help="copy the bucket store into an SQL database (sqlite:///...) or another bucket",
+        description="Copy the bucket store into DEST_URI: an SQL database MLflow can use "
+        "(sqlite, postgresql, mysql), or another bucket store. Resumable like import.",
+    )
+    exp.add_argument("dest", metavar="DEST_URI")
+    exp.add_argument(
+        "--from",
+        dest="source",
+        metavar="BUCKET_URI",
+        help="the bucket store (default: $MLFLOW_TRACKING_URI)",
+    )
+    exp.add_argument(
+        "--artifact-root",
+        help="where an SQL destination keeps artifacts (default: an 'artifacts' folder "
+        "beside a sqlite file)",
+    )
+    _common(exp)
+    ver = sub.add_parser(
+        "verify",
+        help="compare two tracking stores entity by entity; exit 1 on any difference",
+    )
+    ver.add_argument("a", metavar="A")
+    ver.add_argument("b", metavar="B")
+    ver.add_argument(
+        "--experiments", nargs="+", metavar="NAME_OR_ID", help="only these experiments"
+    )
+    ver.add_argument("--no-registry", action="store_true", help="leave the model registry out")
+    ver.add_argument("--no-artifacts", action="store_true", help="leave the artifacts out")
+    ver.add_argument(
+        "--ids", action="store_true", help="experiment ids must match too (default: names)"
+    )
+
+
+def _tracking_uri(given: str | None, what: str) -> str:
+    uri = given or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise SystemExit(f"mlflow-bucket: give {what} or set MLFLOW_TRACKING_URI")
+    return uri
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    return False if args.no_progress else None
+
+
+def _destination(uri: str, artifact_root: str | None = None) -> Any:
+    if is_bucket(uri):
+        from .to_bucket import BucketDestination
+
+        return BucketDestination(uri)
+    if is_sql(uri):
+        from .to_sql import SqlDestination
+
+        return SqlDestination(uri, artifact_root)
+    raise SystemExit(
+        f"mlflow-bucket: cannot write to {uri!r}: give a bucket store "
+        f"({', '.join(s + '://' for s in BUCKET_SCHEMES)}) or an SQL database "
+        f"({', '.join(s + '://' for s in SQL_SCHEMES)})"
+    )
+
+
+def _copy(source_uri: str, dest_uri: str, args: argparse.Namespace) -> int:
+    from .copy import copy_store
+    from .source import Source
+
+    dest = _destination(dest_uri, getattr(args, "artifact_root", None))
+    try:
+        source = Source(source_uri)
+        report = copy_store(
+            source,
+            dest,
+            experiments=args.experiments,
+            registry=not args.no_registry,
+            artifacts=not args.no_artifacts,
+            progress=_progress(args),
+        )
+    except ValueError as exc:
+        print(f"mlflow-bucket: {exc}", file=sys.stderr)
+        return 2
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    dest = _tracking_uri(args.to, "--to")
+    if not is_bucket(dest):
+        raise SystemExit(f"mlflow-bucket import: {dest!r} is not a bucket store URI")
+    return _copy(args.source, dest, args)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    source = _tracking_uri(args.source, "--from")
+    return _copy(source, args.dest, args)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from .compare import differences, snapshot
+    from .source import Source
+
+    def take(uri: str) -> Any:
+        return snapshot(
+            Source(uri),
+            experiments=args.experiments,
+            artifacts=not args.no_artifacts,
+            registry=not args.no_registry,
+            ids=args.ids,
+        )
+
+    try:
+        found = differences(take(args.a), take(args.b))
+    except ValueError as exc:
+        print(f"mlflow-bucket: {exc}", file=sys.stderr)
+        return 2
+    for line in found:
+        print(line)
+    if found:
+        print(f"{len(found)} difference(s) between A={args.a} and B={args.b}", file=sys.stderr)
+        return 1
+    print(f"no difference between {args.a} and {args.b}", file=sys.stderr)
+    return 0
