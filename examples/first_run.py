@@ -1,7 +1,9 @@
 """Log one run into the store MLFLOW_TRACKING_URI names: plain MLflow code.
 
-export MLFLOW_TRACKING_URI=gs://team-bucket/mlflow
-python examples/first_run.py
+    export MLFLOW_TRACKING_URI=gs://team-bucket/mlflow   # or s3://..., bucket+file:///srv/mlflow
+    python examples/first_run.py
+
+With nothing configured it logs into a local emulator bucket (default_store.py).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import math
 
 import mlflow
+from default_store import bucket_store
 
 
 def main() -> str:
@@ -24,4 +27,5 @@ def main() -> str:
 
 
 if __name__ == "__main__":
-    main()
+    with bucket_store():
+        main()

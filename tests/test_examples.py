@@ -1,4 +1,9 @@
-"""Each example runs unchanged against the GCS emulator, configured by environment alone."""
+"""Each example runs unchanged against an emulated bucket, configured by environment alone.
+
+Every test runs the example as a user would (a subprocess, the store named
+by MLFLOW_TRACKING_URI), then reads what it stored from this process: a
+fresh reader with its own view of the bucket.
+"""
 
 from __future__ import annotations
 
@@ -8,38 +13,108 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mlflow import MlflowClient
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+pytestmark = pytest.mark.emulator
 
 
-def _run_example(name: str, uri: str, env: dict[str, str], tmp_path: Path) -> str:
+def _run(
+    command: list[str],
+    env: dict[str, str],
+    tmp_path: Path,
+    *,
+    cwd: Path | None = None,
+    timeout: float = 240,
+) -> str:
     full_env = {
         **os.environ,
         **env,
-        "MLFLOW_TRACKING_URI": uri,
         "MLFLOW_BUCKET_SPOOL_DIR": str(tmp_path / "spool"),
         "MLFLOW_BUCKET_CACHE_DIR": str(tmp_path / "cache"),
     }
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
+        command,
         env=full_env,
+        cwd=cwd or tmp_path,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result.stdout
+
+
+def _run_example(name: str, uri: str, env: dict[str, str], tmp_path: Path, *args: str) -> str:
+    command = [sys.executable, str(EXAMPLES / name), *args]
+    return _run(command, {**env, "MLFLOW_TRACKING_URI": uri}, tmp_path)
+
+
+def _logged_run_id(out: str) -> str:
+    return out.split("logged run ")[1].split()[0]
+
+
+def _experiment_id(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    assert experiment is not None, f"no experiment {name!r}"
+    return str(experiment.experiment_id)
 
 
 def test_first_run_lands_in_the_bucket(gcs_env: Any, tmp_path: Path) -> None:
     uri = f"{gcs_env.url}/mlflow"
-    out = _run_example("first_run.py", uri, gcs_env.env, tmp_path)
-    run_id = out.split("logged run ")[1].split()[0]
-    # A fresh reader (this process, its own Backend) sees everything.
+    run_id = _logged_run_id(_run_example("first_run.py", uri, gcs_env.env, tmp_path))
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(run_id)
     assert run.data.params == {"learning_rate": "0.05", "epochs": "20"}
     assert run.data.tags["team"] == "ml"
     assert len(client.get_metric_history(run_id, "loss")) == 20
     assert [f.path for f in client.list_artifacts(run_id, "notes")] == ["notes/summary.json"]
+
+
+def test_an_example_with_nothing_configured_logs_to_a_local_emulator(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "STORAGE_EMU"))}
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "first_run.py")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "No store configured: logging into gs://mlflow-examples/team" in result.stdout
+    assert "logged run " in result.stdout
+    # Nothing landed in MLflow's own default stores in the working directory.
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_quickstart_logs_tags_params_metrics_figure_and_model(gcs_env: Any, tmp_path: Path) -> None:
+    uri = f"{gcs_env.url}/mlflow"
+    run_id = _logged_run_id(_run_example("quickstart.py", uri, gcs_env.env, tmp_path))
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert {"team": "ml", "dataset": "breast-cancer"}.items() <= run.data.tags.items()
+    assert run.data.params == {
+        "n_estimators": "100",
+        "learning_rate": "0.1",
+        "max_depth": "3",
+        "random_state": "0",
+    }
+    metrics = run.data.metrics
+    assert set(metrics) == {"accuracy", "precision", "recall"}
+    assert all(0.9 < value <= 1.0 for value in metrics.values()), metrics
+
+    figure = Path(client.download_artifacts(run_id, "performance.png", str(tmp_path)))
+    assert figure.read_bytes().startswith(PNG_MAGIC)
+
+    # MLflow 3: the model is a logged model whose source is this run.
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    )
+    assert [m.name for m in models] == ["model"]
+    files = {f.path for f in client.list_logged_model_artifacts(models[0].model_id)}
+    assert {"MLmodel", "input_example.json"} <= files
