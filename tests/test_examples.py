@@ -118,3 +118,31 @@ def test_quickstart_logs_tags_params_metrics_figure_and_model(gcs_env: Any, tmp_
     assert [m.name for m in models] == ["model"]
     files = {f.path for f in client.list_logged_model_artifacts(models[0].model_id)}
     assert {"MLmodel", "input_example.json"} <= files
+
+
+def test_sweep_workers_log_into_one_experiment_and_the_best_is_found(
+    gcs_env: Any, tmp_path: Path
+) -> None:
+    uri = f"{gcs_env.url}/mlflow"
+    env = {**gcs_env.env, "SWEEP_WORKERS": "3"}
+    out = _run_example("sweep.py", uri, env, tmp_path)
+    sweep_id = out.split("sweep run ")[1].split(":")[0]
+    assert "6 trials by 3 workers" in out
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = _experiment_id(client, "sweep")
+    trials = client.search_runs(
+        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{sweep_id}'"
+    )
+    assert len(trials) == 6
+    grid = {(r.data.params["learning_rate"], r.data.params["max_depth"]) for r in trials}
+    assert len(grid) == 6
+    for trial in trials:
+        assert trial.info.status == "FINISHED"
+        assert len(client.get_metric_history(trial.info.run_id, "accuracy")) == 30
+    # The sweep run records the trial search_runs ranked first.
+    sweep = client.get_run(sweep_id)
+    best = max(trials, key=lambda r: r.data.metrics["accuracy"])
+    assert sweep.data.metrics["best_accuracy"] == best.data.metrics["accuracy"]
+    winner = client.get_run(sweep.data.tags["best_run_id"])
+    assert winner.data.metrics["accuracy"] == best.data.metrics["accuracy"]
