@@ -146,3 +146,30 @@ def test_sweep_workers_log_into_one_experiment_and_the_best_is_found(
     assert sweep.data.metrics["best_accuracy"] == best.data.metrics["accuracy"]
     winner = client.get_run(sweep.data.tags["best_run_id"])
     assert winner.data.metrics["accuracy"] == best.data.metrics["accuracy"]
+
+
+def test_autolog_logs_the_grid_search_its_candidates_and_models(
+    gcs_env: Any, tmp_path: Path
+) -> None:
+    uri = f"{gcs_env.url}/mlflow"
+    run_id = _logged_run_id(_run_example("autolog.py", uri, gcs_env.env, tmp_path))
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(run_id)
+    assert run.data.params["best_logisticregression__C"] == "10.0"
+    assert {"training_accuracy_score", "best_cv_score", "GridSearchCV_score_X_test"} <= set(
+        run.data.metrics
+    )
+    experiment_id = run.info.experiment_id
+    children = client.search_runs(
+        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'"
+    )
+    assert sorted(c.data.params["logisticregression__C"] for c in children) == [
+        "0.1",
+        "1.0",
+        "10.0",
+    ]
+    models = client.search_logged_models(experiment_ids=[experiment_id])
+    assert {(m.name, m.source_run_id) for m in models} == {
+        ("model", run_id),
+        ("best_estimator", run_id),
+    }
