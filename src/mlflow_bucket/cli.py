@@ -24,10 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--no-wait", action="store_true", help="stop the emulator at once instead of on Ctrl-C"
     )
-    doctor = sub.add_parser(
-        "doctor", help="check credentials, access, create-if-absent, clock and latency"
-    )
-    doctor.add_argument("uri", help="gs://bucket/prefix, s3://bucket/prefix or a folder")
+    # init, config, doctor, status/ls, compact, gc, flush: one module each.
+    from .commands import register
+
+    register(sub)
     ui = sub.add_parser(
         "ui", help="run MLflow's UI on localhost over a store (until Ctrl-C), print its URL"
     )
@@ -59,12 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run
 
         return run(args.uri, wait=not args.no_wait)
-    if args.command == "doctor":
-        from .doctor import report
-        from .storage import open_store
-
-        with open_store(args.uri) as store:
-            return report(store)
+    if getattr(args, "func", None) is not None:
+        return int(args.func(args))
     if args.command == "ui":
         from .ui import run as run_ui
 
@@ -76,12 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("import", "export", "verify"):
         from mlflow_bucket_plugins.transfer import commands
 
-        run: dict[str, Any] = {
+        runners: dict[str, Any] = {
             "import": commands.run_import,
             "export": commands.run_export,
             "verify": commands.run_verify,
         }
-        return int(run[args.command](args))
+        return int(runners[args.command](args))
     parser.error(f"unknown command {args.command}")
     return 2
 

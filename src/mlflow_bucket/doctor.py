@@ -2,18 +2,26 @@
 
 Each check passes, warns or fails, and a failure says how to fix it. The
 checks touch only a probe prefix (``.doctor/``) under the store's root and
-remove what they wrote.
+remove what they wrote; the format marker is read, never written, and the
+local spool is looked at, never uploaded.
+
+Credentials are reported by where they were found (their kind, a profile
+name), never by their value.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from .config import Settings
+from .marker import FORMAT_VERSION, UnknownFormat, read_marker
 from .storage import (
     AlreadyExists,
     NotFound,
@@ -160,21 +168,163 @@ def _latency(store: ObjectStore, samples: int = 5) -> Check:
     return Check("latency", "pass", f"median {median_ms:.0f} ms per request over {len(times)}")
 
 
-def run_checks(store: ObjectStore) -> list[Check]:
-    results = [_reachable(store)]
-    if results[0].status == "fail":
-        return results
-    results.append(_read(store))
-    results.extend(_write_cycle(store))
-    results.append(_clock(store))
-    results.append(_latency(store))
+def _gcs_credentials(options: Mapping[str, Any]) -> Check:
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if emulator:
+        return Check("credentials", "pass", f"none needed: an emulator at {emulator}")
+    if "token" in options:
+        return Check("credentials", "pass", "given in the storage options")
+    try:
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError
+    except ImportError:
+        return Check(
+            "credentials", "fail", "google-auth is not installed",
+            'pip install "mlflow-bucket[gcs]"',
+        )  # fmt: skip
+    try:
+        credentials, project = google.auth.default()
+    except DefaultCredentialsError as exc:
+        return Check(
+            "credentials",
+            "fail",
+            f"no Application Default Credentials ({str(exc).splitlines()[0]})",
+            "gcloud auth application-default login (a laptop), GOOGLE_APPLICATION_CREDENTIALS "
+            "pointing at a key file, or a VM/CI service account",
+        )
+    where = (
+        "GOOGLE_APPLICATION_CREDENTIALS"
+        if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+        else "Application Default Credentials"
+    )
+    suffix = f", project {project}" if project else ""
+    return Check("credentials", "pass", f"{where} ({type(credentials).__name__}{suffix})")
+
+
+def _s3_credentials(options: Mapping[str, Any]) -> Check:
+    if options.get("key") or options.get("anon"):
+        return Check("credentials", "pass", "given in the storage options")
+    try:
+        import botocore.session
+        from botocore.exceptions import BotoCoreError
+    except ImportError:
+        return Check(
+            "credentials", "fail", "botocore is not installed", 'pip install "mlflow-bucket[s3]"'
+        )
+    profile = options.get("profile")
+    try:
+        credentials = botocore.session.Session(profile=profile).get_credentials()
+    except BotoCoreError as exc:
+        return Check(
+            "credentials", "fail", str(exc), "check the profile name (aws configure list-profiles)"
+        )
+    if credentials is None:
+        return Check(
+            "credentials",
+            "fail",
+            "the AWS credential chain found none"
+            + (f" for profile {profile!r}" if profile else ""),
+            "aws configure / aws sso login, AWS_PROFILE, AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or an instance/task role",
+        )
+    source = f"profile {profile!r}, " if profile else ""
+    return Check("credentials", "pass", f"{source}found by the AWS chain ({credentials.method})")
+
+
+def _credentials(store: ObjectStore, options: Mapping[str, Any]) -> Check:
+    fs = getattr(store, "fs", None)
+    if store.scheme == "s3" and fs is not None and (getattr(fs, "key", None) or fs.anon):
+        # Opened with explicit keys (storage options from code, not a file).
+        options = {**options, "key": True}
+    if store.scheme == "gs":
+        return _gcs_credentials(options)
+    if store.scheme == "s3":
+        return _s3_credentials(options)
+    return Check("credentials", "pass", f"none needed ({store.scheme} store)")
+
+
+def _format(store: ObjectStore) -> Check:
+    try:
+        doc = read_marker(store)
+    except UnknownFormat as exc:
+        return Check(
+            "format version", "fail", str(exc),
+            "point the URI at an mlflow-bucket store's root, or upgrade mlflow-bucket",
+        )  # fmt: skip
+    except StorageError as exc:
+        return Check("format version", "fail", str(exc), "see the error above")
+    if doc is None:
+        # An empty store: the first process that opens it writes the marker.
+        return Check(
+            "format version",
+            "pass",
+            "no format marker yet (an empty store; `mlflow-bucket init` or the first MLflow "
+            "process writes it)",
+        )
+    created = doc.get("created_by")
+    by = f", created by mlflow-bucket {created}" if created else ""
+    return Check(
+        "format version",
+        "pass",
+        f"version {doc['version']} (this release reads {FORMAT_VERSION}){by}",
+    )
+
+
+def _spool(store: ObjectStore, settings: Settings) -> Check:
+    from .spool_state import orphaned, spool_dir, spool_folders
+
+    base = spool_dir(store, settings)
+    folders = spool_folders(base)
+    dead = orphaned(folders)
+    if dead:
+        batches = sum(f.batches + f.inflight for f in dead)
+        oldest = min((f.oldest for f in dead if f.oldest), default=None)
+        since = f", the oldest from {oldest:%Y-%m-%d %H:%M} UTC" if oldest else ""
+        return Check(
+            "spool",
+            "warn",
+            f"{batches} batch(es) logged by {len(dead)} process(es) that ended before "
+            f"uploading them wait in {base}{since}",
+            "mlflow-bucket flush (or any MLflow process that opens this store uploads them)",
+        )
+    live = [f for f in folders if f.alive]
+    if live:
+        queued = sum(f.batches for f in live)
+        return Check("spool", "pass", f"{len(live)} running process(es), {queued} batch(es) queued")
+    return Check("spool", "pass", f"nothing waiting in {base}")
+
+
+def run_checks(
+    store: ObjectStore,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> list[Check]:
+    """Every check, in order; the store's are skipped if it cannot be reached.
+
+    ``settings`` locate the local spool (default: the environment's).
+    """
+    results = [_credentials(store, storage_options or {}), _reachable(store)]
+    if results[-1].status != "fail":
+        results.append(_read(store))
+        results.extend(_write_cycle(store))
+        results.append(_clock(store))
+        results.append(_latency(store))
+        results.append(_format(store))
+    results.append(_spool(store, settings or Settings.from_env()))
     return results
 
 
-def report(store: ObjectStore, out: Callable[[str], None] = print) -> int:
+def report(
+    store: ObjectStore,
+    out: Callable[[str], None] = print,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> int:
     """Run the checks, print them; exit status 0 if none failed, else 1."""
     out(f"mlflow-bucket doctor: {store.uri}")
-    results = run_checks(store)
+    results = run_checks(store, storage_options=storage_options, settings=settings)
     for check in results:
         out(check.render())
     failed = [c for c in results if c.status == "fail"]

@@ -59,3 +59,12 @@ def ensure_marker(store: ObjectStore) -> dict[str, Any]:
         # A reader of a store nobody has written yet: nothing to check.
         return doc
     return doc
+
+
+def read_marker(store: ObjectStore) -> dict[str, Any] | None:
+    """The store's marker, None if it has none yet; raise UnknownFormat. Writes nothing."""
+    try:
+        data = store.get(MARKER_KEY)
+    except NotFound:
+        return None
+    return _check(store, data)

@@ -1,0 +1,36 @@
+"""``mlflow-bucket doctor [URI]``: check that the store works from this machine."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import Target, add_uri_argument, errors_handled, open_target, resolve
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "doctor",
+        help="check credentials, access, create-if-absent, clock, latency, format and spool",
+        description=(
+            "Check that the store works from this machine: credentials found, bucket "
+            "reachable, read, write and delete under the prefix, create-if-absent honoured, "
+            "clock skew, latency, format version, and batches of a crashed process waiting "
+            "in the local spool. Each check passes, warns or fails with a fix. "
+            "Exit 0 if none failed, 1 if one did, 3 if no store is configured."
+        ),
+    )
+    add_uri_argument(parser)
+    parser.set_defaults(func=run)
+
+
+@errors_handled("doctor")
+def run(args: argparse.Namespace) -> int:
+    from ..doctor import report
+
+    target: Target = resolve(args.uri)
+    if target.source != "argument":
+        print(f"store from {target.source}")
+    with open_target(target) as store:
+        return report(
+            store, storage_options=target.storage_options, settings=target.config.settings
+        )
