@@ -116,10 +116,17 @@ def _destination(uri: str, artifact_root: str | None = None) -> Any:
     )
 
 
+def _quiet_per_file_bars() -> None:
+    # One bar per run's artifacts (MLflow's and the engine's) would drown the copy's own bars.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_BUCKET_PROGRESS", "0")
+
+
 def _copy(source_uri: str, dest_uri: str, args: argparse.Namespace) -> int:
     from .copy import copy_store
     from .source import Source
 
+    _quiet_per_file_bars()
     dest = _destination(dest_uri, getattr(args, "artifact_root", None))
     try:
         source = Source(source_uri)
@@ -154,6 +161,8 @@ def run_export(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from .compare import differences, snapshot
     from .source import Source
+
+    _quiet_per_file_bars()
 
     def take(uri: str) -> Any:
         return snapshot(

@@ -138,9 +138,9 @@ def snapshot(
     if artifacts:
         snap["artifacts"] = dict(_listings(source, trees))
     if registry:
-        for model in source.registered_models():
+        for registered in source.registered_models():
             versions = {}
-            for v in source.versions(model.name):
+            for v in source.versions(registered.name):
                 versions[str(v.version)] = {
                     "stage": v.current_stage,
                     "description": v.description,
@@ -153,12 +153,12 @@ def snapshot(
                     "updated": v.last_updated_timestamp,
                     "status": v.status,
                 }
-            snap["registered model"][model.name] = {
-                "description": model.description,
-                "tags": dict(model.tags),
-                "aliases": dict(sorted((model.aliases or {}).items())),
-                "created": model.creation_timestamp,
-                "updated": model.last_updated_timestamp,
+            snap["registered model"][registered.name] = {
+                "description": registered.description,
+                "tags": dict(registered.tags),
+                "aliases": dict(sorted((registered.aliases or {}).items())),
+                "created": registered.creation_timestamp,
+                "updated": registered.last_updated_timestamp,
                 "versions": versions,
             }
     return snap

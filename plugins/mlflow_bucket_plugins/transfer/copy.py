@@ -38,6 +38,7 @@ class Destination(Protocol):
     uri: str
 
     def experiment(self, exp: Experiment) -> str: ...
+    def align(self, eid: str, exp: Experiment) -> None: ...
     def present(self, eid: str) -> tuple[set[str], set[str]]: ...
     def write(self, eid: str, records: list[RunRecord], models: list[LoggedModel]) -> None: ...
     def run_artifact_uri(self, eid: str, run_id: str) -> str: ...
@@ -162,8 +163,13 @@ def copy_store(
 ) -> Report:
     report = Report()
     plans: list[_Plan] = []
-    for exp in source.experiments(experiments):
-        eid = dest.experiment(exp)
+    exps = source.experiments(experiments)
+    # Every experiment is created first, in the source's order of ids: the
+    # bucket gives ids in order of creation.
+    eids = [dest.experiment(exp) for exp in exps]
+    for exp, eid in zip(exps, eids, strict=True):
+        dest.align(eid, exp)
+    for exp, eid in zip(exps, eids, strict=True):
         runs = source.runs(str(exp.experiment_id))
         models = source.logged_models(str(exp.experiment_id))
         have_runs, have_models = dest.present(eid)
@@ -190,11 +196,13 @@ def copy_store(
         writer = _Writer(dest, bar)
         try:
             for plan in plans:
-                models = plan.todo_models
-                chunks = list(_chunks(plan.todo_runs)) or ([[]] if models else [])
-                for chunk in chunks:
-                    writer.put(plan.eid, list(source.histories(chunk)), models)
-                    models = []
+                for chunk in _chunks(plan.todo_runs):
+                    writer.put(plan.eid, list(source.histories(chunk)), [])
+            # Logged models after every run: their metrics name runs (of any
+            # experiment), which an SQL destination must have first.
+            for plan in plans:
+                if plan.todo_models:
+                    writer.put(plan.eid, [], plan.todo_models)
         finally:
             writer.close()
     if artifacts:

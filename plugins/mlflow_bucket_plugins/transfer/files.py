@@ -51,10 +51,12 @@ def copy_tree(
     with tempfile.TemporaryDirectory(prefix="mlflow-bucket-copy-") as tmp:
         if len(missing) == len(files):
             # All of it: one download, then one upload of many files at once.
+            os.mkdir(os.path.join(tmp, "all"))
             local = src.download_artifacts("", os.path.join(tmp, "all"))
             dst.log_artifacts(local)
         else:
             for i, path in enumerate(missing):
+                os.mkdir(os.path.join(tmp, str(i)))
                 local = src.download_artifacts(path, os.path.join(tmp, str(i)))
                 dst.log_artifact(local, posixpath.dirname(path) or None)
     return len(missing)

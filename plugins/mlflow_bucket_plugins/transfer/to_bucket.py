@@ -56,8 +56,7 @@ class BucketDestination:
     # -- experiments -------------------------------------------------------------
 
     def experiment(self, exp: Experiment) -> str:
-        """The bucket's id of ``exp`` (found by name, or created), its tags,
-        stage and last update time made the source's."""
+        """The bucket's id of ``exp``: found by name, or created (with its tags)."""
         state = self.backend.experiments_state(fresh=True)
         src_id = str(exp.experiment_id)
         if src_id == DEFAULT_EXPERIMENT_ID:
@@ -68,7 +67,6 @@ class BucketDestination:
             eid = self._create(exp)
         if eid != src_id:
             self.renumbered[src_id] = eid
-        self._align(eid, exp)
         return eid
 
     def _create(self, exp: Experiment) -> str:
@@ -96,7 +94,12 @@ class BucketDestination:
             return str(state["names"][exp.name])
         return str(seq)
 
-    def _align(self, eid: str, exp: Experiment) -> None:
+    def align(self, eid: str, exp: Experiment) -> None:
+        """Make the experiment's tags, stage and last update time the source's.
+
+        After every experiment was created: these entries take log numbers,
+        which the creates need for their ids.
+        """
         doc = self.backend.experiments_state()["exps"][eid]
         entries: list[Entry] = []
         time = exp.last_update_time or self.ts
@@ -199,10 +202,6 @@ class BucketDestination:
         for key, history in record.history.items():
             for m in history:
                 point = metric_point(key, m.value, m.timestamp, m.step)
-                points.setdefault(tuple(point), point)
-        for key, m in data.metrics.items() if isinstance(data.metrics, dict) else ():
-            if key not in record.history:
-                point = metric_point(key, m, 0, 0)
                 points.setdefault(tuple(point), point)
         log_entry = self._stamp("run.log", run_id)
         if data.params:
