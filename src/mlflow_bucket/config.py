@@ -1,7 +1,9 @@
 """The engine's knobs, with their defaults and environment variables.
 
-Per-project files (pyproject.toml ``[tool.mlflow-bucket]``) come on top of
-these in the command-line layer; see docs/configuration.md.
+``Settings.from_env`` reads the variables only. The configuration in force
+for a process (variables, then the project file, then the user config
+file, then these defaults) is ``mlflow_bucket.project.load_config().settings``;
+see docs/configuration.md.
 """
 
 from __future__ import annotations
