@@ -34,13 +34,25 @@ def _artifacts(client: MlflowClient, run_id: str, tag: str) -> None:
         client.log_artifacts(run_id, tmp)
 
 
-def fill(uri: str, *, runs: int = 6, artifacts: bool = True) -> dict[str, Any]:
-    """Fill the store at ``uri``; what was made (ids), for the tests' checks."""
+def fill(
+    uri: str, artifact_root: str | None = None, *, runs: int = 6, artifacts: bool = True
+) -> dict[str, Any]:
+    """Fill the store at ``uri``; what was made (ids), for the tests' checks.
+
+    ``artifact_root``: where new experiments keep artifacts (MLflow's client
+    would put an SQL store's under ./mlruns).
+    """
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     made: dict[str, Any] = {"runs": []}
     client.set_experiment_tag("0", "team", "core")
-    exp_u = client.create_experiment("expérience ✓ 实验", tags={"purpose": "tests ✓"})
-    exp_d = client.create_experiment("to be deleted")
+
+    def location(name: str) -> str | None:
+        return f"{artifact_root}/{name}" if artifact_root else None
+
+    exp_u = client.create_experiment(
+        "expérience ✓ 实验", location("u"), tags={"purpose": "tests ✓"}
+    )
+    exp_d = client.create_experiment("to be deleted", location("d"))
     base = 1_700_000_000_000
     for i in range(runs):
         eid = exp_u if i % 2 == 0 else "0"

@@ -37,6 +37,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bars (default: on a terminal)"
     )
+    parser.add_argument(
+        "--chunk-runs",
+        type=int,
+        default=200,
+        metavar="N",
+        help="runs per write (one object, or one transaction) (default: 200)",
+    )
 
 
 def build_transfer_parsers(sub: Any) -> None:
@@ -122,10 +129,28 @@ def _quiet_per_file_bars() -> None:
     os.environ.setdefault("MLFLOW_BUCKET_PROGRESS", "0")
 
 
+def check_source(uri: str) -> None:
+    """A source that does not exist is an error, not an empty store.
+
+    (MLflow would create one: a new SQLite file, or a FileStore folder.)
+    """
+    parsed = urllib.parse.urlparse(uri)
+    path = None
+    if parsed.scheme == "sqlite" and uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///") :]
+    elif parsed.scheme == "file":
+        path = parsed.path
+    elif parsed.scheme == "":
+        path = uri
+    if path is not None and path != ":memory:" and not os.path.exists(path):
+        raise SystemExit(f"mlflow-bucket: {uri}: no such store ({path} does not exist)")
+
+
 def _copy(source_uri: str, dest_uri: str, args: argparse.Namespace) -> int:
     from .copy import copy_store
     from .source import Source
 
+    check_source(source_uri)
     _quiet_per_file_bars()
     dest = _destination(dest_uri, getattr(args, "artifact_root", None))
     try:
@@ -134,6 +159,7 @@ def _copy(source_uri: str, dest_uri: str, args: argparse.Namespace) -> int:
             source,
             dest,
             experiments=args.experiments,
+            chunk_runs=max(1, args.chunk_runs),
             registry=not args.no_registry,
             artifacts=not args.no_artifacts,
             progress=_progress(args),
@@ -162,6 +188,8 @@ def run_verify(args: argparse.Namespace) -> int:
     from .compare import differences, snapshot
     from .source import Source
 
+    check_source(args.a)
+    check_source(args.b)
     _quiet_per_file_bars()
 
     def take(uri: str) -> Any:

@@ -156,7 +156,8 @@ def snapshot(
             snap["registered model"][registered.name] = {
                 "description": registered.description,
                 "tags": dict(registered.tags),
-                "aliases": dict(sorted((registered.aliases or {}).items())),
+                # A FileStore gives alias targets as strings, the others as numbers.
+                "aliases": {k: str(v) for k, v in sorted((registered.aliases or {}).items())},
                 "created": registered.creation_timestamp,
                 "updated": registered.last_updated_timestamp,
                 "versions": versions,

@@ -12,9 +12,11 @@ Reading the next chunk from the source overlaps writing the last one.
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +34,9 @@ from .source import RunRecord, Source
 # A chunk (one write) holds at most this many runs, or metric points.
 CHUNK_RUNS = 200
 CHUNK_POINTS = 200_000
+# Tests: "N:path": after the N-th chunk is written, create ``path`` and
+# hang, for a test to kill the process at a known point.
+PAUSE_ENV = "MLFLOW_BUCKET_COPY_PAUSE"
 
 
 class Destination(Protocol):
@@ -88,13 +93,13 @@ class _Plan:
     todo_models: list[LoggedModel]
 
 
-def _chunks(runs: list[Run]) -> Iterator[list[Run]]:
+def _chunks(runs: list[Run], size: int = CHUNK_RUNS) -> Iterator[list[Run]]:
     chunk: list[Run] = []
     points = 0
     for run in runs:
         # Latest metrics tell the keys, not the points: a guess of 100 per key.
         weight = 100 * len(run.data.metrics) + 1
-        if chunk and (len(chunk) >= CHUNK_RUNS or points + weight > CHUNK_POINTS):
+        if chunk and (len(chunk) >= size or points + weight > CHUNK_POINTS):
             yield chunk
             chunk, points = [], 0
         chunk.append(run)
@@ -122,6 +127,9 @@ class _Writer:
         self.bar = bar
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
+        self.written = 0
+        pause = os.environ.get(PAUSE_ENV, "")
+        self.pause_after, _, self.pause_file = pause.partition(":")
         self.thread = threading.Thread(target=self._run, name="mlflow-bucket-copy", daemon=True)
         self.thread.start()
 
@@ -136,6 +144,12 @@ class _Writer:
             try:
                 self.dest.write(eid, records, models)
                 self.bar.update(len(records))
+                self.written += 1
+                if self.pause_file and self.written == int(self.pause_after):
+                    with open(self.pause_file, "w") as f:
+                        f.write(str(self.written))
+                    while True:
+                        time.sleep(3600)
             except BaseException as exc:
                 self.error = exc
 
@@ -156,6 +170,7 @@ def copy_store(
     dest: Destination,
     *,
     experiments: list[str] | None = None,
+    chunk_runs: int = CHUNK_RUNS,
     registry: bool = True,
     artifacts: bool = True,
     progress: bool | None = None,
@@ -196,7 +211,7 @@ def copy_store(
         writer = _Writer(dest, bar)
         try:
             for plan in plans:
-                for chunk in _chunks(plan.todo_runs):
+                for chunk in _chunks(plan.todo_runs, chunk_runs):
                     writer.put(plan.eid, list(source.histories(chunk)), [])
             # Logged models after every run: their metrics name runs (of any
             # experiment), which an SQL destination must have first.
