@@ -28,6 +28,14 @@ BUCKET = "mlflow-examples"
 STORE = f"gs://{BUCKET}/team"
 
 
+_throwaway = False
+
+
+def throwaway() -> bool:
+    """Whether the examples log into the local emulator (gone at exit)."""
+    return _throwaway
+
+
 def configured_store() -> str | None:
     """The store named by the user's configuration, or None."""
     from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
@@ -43,6 +51,8 @@ def bucket_store() -> Iterator[str]:
         yield uri
         return
     from mlflow_bucket.testing.gcs_emulator import GcsEmulator
+
+    global _throwaway
 
     with tempfile.TemporaryDirectory(prefix="mlflow-examples-") as scratch, GcsEmulator() as gcs:
         gcs.create_bucket(BUCKET)
@@ -62,10 +72,12 @@ def bucket_store() -> Iterator[str]:
         )
         print(f"No store configured: logging into {STORE} on a local emulator ({gcs.endpoint}).")
         print("It goes away when this script ends; set MLFLOW_TRACKING_URI to keep your runs.")
+        _throwaway = True
         try:
             yield STORE
         finally:
             _upload_before_the_bucket_goes()
+            _throwaway = False
 
 
 def _upload_before_the_bucket_goes() -> None:

@@ -173,3 +173,39 @@ def test_autolog_logs_the_grid_search_its_candidates_and_models(
         ("model", run_id),
         ("best_estimator", run_id),
     }
+
+
+def test_compare_and_promote_on_s3(s3_env: Any, tmp_path: Path) -> None:
+    # tests/registry/test_registry_example.py runs it on GCS; the same script on S3
+    # shows that only the configuration changes between clouds.
+    uri = f"{s3_env.url}/mlflow"
+    out = _run_example("compare_and_promote.py", uri, s3_env.env, tmp_path)
+    assert "runs by accuracy:\n  logistic-regression  1.000\n  baseline" in out
+    assert "predictions for 5 test rows: [1, 0, 2, 1, 1]" in out
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    champion = client.get_model_version_by_alias("iris-classifier", "champion")
+    assert champion.version == 2
+    assert champion.tags["mlflow_bucket.promotion.champion.decision"] == "promoted"
+    assert champion.run_id
+    assert client.get_run(champion.run_id).data.params == {"estimator": "logistic-regression"}
+    versions = client.search_model_versions("name = 'iris-classifier'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+
+
+def test_two_team_members_log_into_one_bucket(gcs_env: Any, tmp_path: Path) -> None:
+    uri = f"{gcs_env.url}/mlflow"
+    out = _run_example("team/run_team.py", uri, gcs_env.env, tmp_path)
+    assert "4 runs in 'team-project'" in out
+    assert f"mlflow ui --backend-store-uri {uri}" in out
+
+    # What any UI on this bucket lists: both members' runs in one experiment.
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([_experiment_id(client, "team-project")])
+    by_user: dict[str, set[str]] = {}
+    for run in runs:
+        by_user.setdefault(run.data.tags["mlflow.user"], set()).add(
+            run.data.params["learning_rate"]
+        )
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == 10
+    assert by_user == {"alice": {"0.01", "0.1"}, "bob": {"0.03", "0.3"}}
