@@ -342,6 +342,29 @@ def test_the_tracking_store_takes_its_settings_from_the_project(
         forget_backends()
 
 
+def test_two_stores_on_one_machine_never_share_a_spool_or_cache_folder(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow_bucket_plugins.tracking.backend import backend_for, forget_backends
+
+    from mlflow_bucket.log import ObjectCache
+    from mlflow_bucket.storage.memory import reset_memory_buckets
+
+    reset_memory_buckets()
+    monkeypatch.setenv("MLFLOW_BUCKET_SPOOL_DIR", str(project / "spool"))
+    forget_backends()
+    try:
+        a = backend_for("memory://team/project-a")
+        b = backend_for("memory://team/project-b")
+        assert a.spool_dir.parent == b.spool_dir.parent == project / "spool"
+        assert a.spool_dir != b.spool_dir
+        cache_a = ObjectCache.for_store(a.store, project / "cache")
+        cache_b = ObjectCache.for_store(b.store, project / "cache")
+        assert cache_a.directory != cache_b.directory
+    finally:
+        forget_backends()
+
+
 # -- plain `import mlflow` -------------------------------------------------------------------
 
 
@@ -471,11 +494,19 @@ def test_storage_options_from_the_file_reach_the_s3_store(
     env = _clean_env(project)
     env["AWS_ACCESS_KEY_ID"] = s3_bucket.env["AWS_ACCESS_KEY_ID"]
     env["AWS_SECRET_ACCESS_KEY"] = s3_bucket.env["AWS_SECRET_ACCESS_KEY"]
-    result = _python(SCRIPT, project, env)
+    script = SCRIPT.replace(
+        'mlflow.log_metric("loss", 0.5)',
+        'mlflow.log_metric("loss", 0.5)\n        mlflow.log_text("hello", "note.txt")',
+    )
+    result = _python(script, project, env)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1])["uri"] == uri
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["uri"] == uri
     with open_store(uri, **s3_bucket.storage_options) as store:
         assert store.exists("mlflow-bucket.json")
+        # The artifact repository reached the endpoint the file names too.
+        notes = [o.key for o in store.list_objects("artifacts/") if o.key.endswith("note.txt")]
+        assert len(notes) == 1 and out["run"] in notes[0]
 
 
 def test_the_startup_hook_imports_nothing_heavy(project: Path) -> None:

@@ -37,6 +37,7 @@ from mlflow.protos.databricks_pb2 import (
 from mlflow.store.artifact.artifact_repo import ArtifactRepository, MultipartUploadMixin
 from mlflow.utils.file_utils import create_tmp_dir
 
+from mlflow_bucket.project import store_setup
 from mlflow_bucket.storage import (
     InvalidKey,
     NotFound,
@@ -94,7 +95,13 @@ def _store_for(uri: str) -> tuple[ObjectStore, str]:
         from mlflow_bucket.storage.local import LocalStore
 
         return LocalStore(root), ""
-    options = {**_env_options(scheme), **_OPTIONS.get(f"{scheme}://{bucket}", {})}
+    # The project's storage options (docs/configuration.md), then MLflow's own
+    # variables, then options set in code.
+    options = {
+        **store_setup(f"{scheme}://{bucket}").storage_options,
+        **_env_options(scheme),
+        **_OPTIONS.get(f"{scheme}://{bucket}", {}),
+    }
     ident = (scheme, bucket, json.dumps(options, sort_keys=True, default=str))
     with _STORES_LOCK:
         store = _STORES.get(ident)

@@ -300,11 +300,16 @@ def run_checks(
     storage_options: Mapping[str, Any] | None = None,
     settings: Settings | None = None,
 ) -> list[Check]:
-    """Every check, in order; the store's are skipped if it cannot be reached.
+    """Every check, in order; the store's are skipped without credentials or if it
+    cannot be reached.
 
     ``settings`` locate the local spool (default: the environment's).
     """
-    results = [_credentials(store, storage_options or {}), _reachable(store)]
+    results = [_credentials(store, storage_options or {})]
+    # Without credentials every request fails, slowly (each is retried):
+    # the fix above comes first.
+    if results[-1].status != "fail":
+        results.append(_reachable(store))
     if results[-1].status != "fail":
         results.append(_read(store))
         results.extend(_write_cycle(store))

@@ -320,3 +320,36 @@ def test_doctor_reports_a_crashed_spool_and_flush_uploads_it(
     assert runs["crashed"] == 1
     assert "[PASS] spool" in cli("doctor").out
     assert cli("flush").out.startswith("nothing waiting")
+
+
+def test_doctor_names_the_fix_when_no_aws_credentials_are_found(
+    cli: Cli, project: Path, s3_bucket: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    # No shared credentials file, no instance metadata service to wait for.
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(project / "absent-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(project / "absent-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    endpoint = s3_bucket.endpoint  # type: ignore[attr-defined]
+    bucket = s3_bucket.bucket  # type: ignore[attr-defined]
+    (project / "mlflow-bucket.toml").write_text(
+        f'uri = "s3://{bucket}/ml"\n[storage]\nendpoint_url = "{endpoint}"\nregion = "us-east-1"\n'
+    )
+    result = cli("doctor")
+    assert "[FAIL] credentials: the AWS credential chain found none" in result.out
+    assert "fix: aws configure" in result.out
+    assert result.code == 1
+
+
+def test_compact_and_gc_dry_run_on_gcs(cli: Cli, project: Path, gcs_uri: str) -> None:
+    for _ in range(2):
+        log_runs(gcs_uri, "alpha", 1)
+    result = cli("compact", gcs_uri)
+    assert result.code == 0, result.err
+    assert "checkpointed tracking/exp/1 at 2" in result.out
+    dry = json.loads(cli("gc", gcs_uri, "--dry-run", "--json").out)
+    exp = next(log for log in dry["logs"] if log["root"] == "tracking/exp/1")
+    assert exp["checkpoint"] == 2 and exp["unfolded"] == 0
+    assert exp["log_objects"] == []  # younger than the retention window
+    assert cli("gc", gcs_uri).out.startswith("deleted 0 log object(s)")
