@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -97,12 +98,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
+def postgres() -> Iterator[Callable[[str], str]]:
     """A PostgreSQL server on a loopback port; yields a maker of databases' URIs."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
         pytest.skip("PostgreSQL's initdb/pg_ctl are not installed (Debian package postgresql)")
-    base = tmp_path_factory.mktemp("postgres")
+    # Not under pytest's temp folder: as root that is private to root, and
+    # the server runs as another user.
+    base = Path(tempfile.mkdtemp(prefix="mlflow-bucket-pg-"))
     data, sockets = base / "data", base / "sockets"
     sockets.mkdir()
     prefix: list[str] = []
@@ -150,7 +153,8 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str
             with conn.cursor() as cursor:
                 cursor.execute(f'CREATE DATABASE "{name}"')
             conn.close()
-            return f"postgresql://postgres@127.0.0.1:{port}/{name}"
+            # SQLAlchemy 2.1 would pick psycopg 3 for a bare postgresql://.
+            return f"postgresql+psycopg2://postgres@127.0.0.1:{port}/{name}"
 
         yield database
     finally:
@@ -159,3 +163,4 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str
             check=False,
             capture_output=True,
         )
+        shutil.rmtree(base, ignore_errors=True)
