@@ -76,6 +76,8 @@ def _as_float(value: Any) -> float:
 
 
 def _as_int(value: Any) -> int:
+    if isinstance(value, str):  # a variable: "32" or "32.0"
+        value = float(value)
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError(f"{value!r} is not a whole number")
     number = int(value)
