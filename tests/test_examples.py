@@ -209,3 +209,27 @@ def test_two_team_members_log_into_one_bucket(gcs_env: Any, tmp_path: Path) -> N
         )
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 10
     assert by_user == {"alice": {"0.01", "0.1"}, "bob": {"0.03", "0.3"}}
+
+
+def test_mlflow_run_executes_the_project_into_the_bucket(gcs_env: Any, tmp_path: Path) -> None:
+    uri = f"{gcs_env.url}/mlflow"
+    env = {
+        **gcs_env.env,
+        "MLFLOW_TRACKING_URI": uri,
+        # The project's command runs `python`: this environment's, as with an activated venv.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+    }
+    command = [sys.executable, "-m", "mlflow", "run", str(EXAMPLES / "project")]
+    command += ["--env-manager", "local", "--experiment-name", "project"]
+    out = _run([*command, "-P", "learning_rate=0.2", "-P", "n_estimators=30"], env, tmp_path)
+    run_id = _logged_run_id(out).rstrip(":")
+
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(run_id)
+    assert run.info.experiment_id == _experiment_id(client, "project")
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"learning_rate": "0.2", "n_estimators": "30"}
+    assert run.data.tags["mlflow.source.type"] == "PROJECT"
+    assert run.data.tags["mlflow.project.entryPoint"] == "main"
+    assert 0.8 < run.data.metrics["accuracy"] <= 1.0
+    assert [f.path for f in client.list_artifacts(run_id)] == ["report.txt"]
