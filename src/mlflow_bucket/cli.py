@@ -31,11 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser(
         "ui", help="run MLflow's UI on localhost over a store (until Ctrl-C), print its URL"
     )
-    ui.add_argument(
-        "uri",
-        nargs="?",
-        help="gs://bucket/prefix, s3://bucket/prefix or a folder (default: MLFLOW_TRACKING_URI)",
-    )
+    from .commands.common import add_uri_argument
+
+    add_uri_argument(ui)
     ui.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     ui.add_argument("--port", type=int, default=5000, help="port (0: any free one)")
     # The registry's promotion lives with the MLflow plugins; its parser imports no MLflow.

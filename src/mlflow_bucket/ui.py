@@ -34,10 +34,10 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
-from .storage import LOCAL_SCHEME, open_store, split_uri
+from .commands.common import EXIT_FAILED, EXIT_USAGE, CommandError, resolve
+from .storage import open_store
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -49,60 +49,69 @@ STOP_TIMEOUT = 20.0
 class UiError(RuntimeError):
     """The UI cannot start: the message says why and what to do."""
 
-
-def resolve_uri(arg: str | None) -> str:
-    """The store to show: the argument, else MLFLOW_TRACKING_URI."""
-    uri = arg or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        raise UiError(
-            "no store given: pass one (mlflow-bucket ui gs://bucket/prefix) "
-            "or set MLFLOW_TRACKING_URI"
-        )
-    return server_uri(uri)
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def server_uri(uri: str) -> str:
-    """``uri`` as the server's store URI; refuses URIs the UI cannot serve."""
-    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
-    if scheme in ("http", "https"):
-        raise UiError(f"{uri} is already a tracking server: open it in a browser")
+@dataclass(frozen=True)
+class Served:
+    """The stores the server is started with."""
+
+    uri: str
+    registry_uri: str
+    artifact_root: str
+
+
+def resolve_store(uri: str | None) -> Served:
+    """The store named on the command line, else the configured one
+    (``MLFLOW_TRACKING_URI``, ``MLFLOW_BUCKET_URI``, the project file, ...)."""
     try:
-        kind, _, path = split_uri(uri)
-    except ValueError as exc:
-        raise UiError(str(exc)) from None
-    if kind == "memory":
+        target = resolve(uri)
+    except CommandError as exc:
+        raise UiError(str(exc), exc.code) from None
+    if target.uri.lower().startswith("memory://"):
         # A memory store lives in one process; the server would see an empty one.
-        raise UiError(f"{uri} lives in one process only; give a gs://, s3:// or folder URI")
-    if kind == "file":
-        # A plain path is MLflow's own FileStore; the bucket format on a folder
-        # has a scheme of its own.
-        return f"{LOCAL_SCHEME}://{Path(path).expanduser().resolve().as_posix()}"
-    return uri
+        raise UiError(
+            f"{target.uri} lives in one process only; give a gs://, s3:// or folder URI",
+            EXIT_USAGE,
+        )
+    config = target.config
+    # A URI on the command line is the registry too; the configured store keeps
+    # its configured registry and artifact root.
+    configured = target.source != "argument" or _same(target.uri, config.uri)
+    registry = (config.registry_uri if configured else None) or target.uri
+    root = (config.artifact_root if configured else None) or default_artifact_root(target.uri)
+    return Served(uri=target.uri, registry_uri=registry, artifact_root=root)
 
 
-def artifact_root(uri: str) -> str:
+def _same(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and a.rstrip("/") == b.rstrip("/")
+
+
+def default_artifact_root(uri: str) -> str:
     """The tracking store's own default artifact root for ``uri``.
 
     Kept equal to what the plugin's store uses on its own (``<store>/artifacts``),
-    so experiments created in the UI store artifacts where scripts do.
+    so experiments created in the UI keep their artifacts where scripts do.
     """
     with open_store(uri) as store:
         return f"{store.uri}/artifacts"
 
 
-def server_command(uri: str, host: str, port: int) -> list[str]:
+def server_command(served: Served, host: str, port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
         "mlflow",
         "server",
         "--backend-store-uri",
-        uri,
+        served.uri,
         "--registry-store-uri",
-        uri,
+        served.registry_uri,
         "--no-serve-artifacts",
         "--default-artifact-root",
-        artifact_root(uri),
+        served.artifact_root,
         "--host",
         host,
         "--port",
@@ -131,7 +140,8 @@ def _check_port(host: str, port: int) -> None:
             sock.bind((host, port))
         except OSError as exc:
             raise UiError(
-                f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port"
+                f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port",
+                EXIT_USAGE,
             ) from None
 
 
@@ -219,22 +229,22 @@ class UiServer:
 
 @contextmanager
 def serve(
-    uri: str,
+    served: Served,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     *,
     env: Mapping[str, str] | None = None,
     output: IO[bytes] | None = None,
 ) -> Iterator[UiServer]:
-    """A started, loaded ``mlflow server`` over ``uri``; stopped on exit."""
+    """A started, loaded ``mlflow server`` over ``served``; stopped on exit."""
     if port == 0:
         port = free_port(host)
     _check_port(host, port)
-    command = server_command(uri, host, port)
+    command = server_command(served, host, port)
     process = subprocess.Popen(
         command, env=_server_env(env), stdout=output, stderr=subprocess.STDOUT if output else None
     )
-    server = UiServer(uri=uri, url=f"http://{host}:{port}", process=process)
+    server = UiServer(uri=served.uri, url=f"http://{host}:{port}", process=process)
     try:
         server.wait_ready()
         ids = server.load()
@@ -274,14 +284,14 @@ def run(uri: str | None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> 
     """The command: serve until Ctrl-C. Exit code 1 with a message if it cannot."""
     try:
         with interruptible():
-            store = resolve_uri(uri)
-            print(f"Starting the MLflow UI on {store} ...", flush=True)
-            with serve(store, host, port) as server:
-                print(f"MLflow UI for {store}: {server.url}", flush=True)
+            served = resolve_store(uri)
+            print(f"Starting the MLflow UI on {served.uri} ...", flush=True)
+            with serve(served, host, port) as server:
+                print(f"MLflow UI for {served.uri}: {server.url}", flush=True)
                 print("Press Ctrl-C to stop.", flush=True)
                 return wait_until_stopped(server)
     except UiError as exc:
-        print(f"mlflow-bucket ui: {exc}", file=sys.stderr)
-        return 1
+        print(f"mlflow-bucket ui: error: {exc}", file=sys.stderr)
+        return exc.code
     except KeyboardInterrupt:
         return 130
