@@ -91,6 +91,26 @@ def test_an_example_with_nothing_configured_logs_to_a_local_emulator(tmp_path: P
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
 
 
+def test_an_example_logs_where_the_project_file_says(gcs_env: Any, tmp_path: Path) -> None:
+    # No MLFLOW_TRACKING_URI: the store comes from [tool.mlflow-bucket] in the
+    # project's pyproject.toml, found from the working directory.
+    uri = f"{gcs_env.url}/from-project-file"
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(f'[tool.mlflow-bucket]\nuri = "{uri}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env |= gcs_env.env | {
+        "MLFLOW_BUCKET_SPOOL_DIR": str(tmp_path / "spool"),
+        "MLFLOW_BUCKET_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    command = [sys.executable, str(EXAMPLES / "first_run.py")]
+    result = subprocess.run(command, env=env, cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "No store configured" not in result.stdout
+    run = MlflowClient(tracking_uri=uri).get_run(_logged_run_id(result.stdout))
+    assert run.data.params["epochs"] == "20"
+
+
 def test_quickstart_logs_tags_params_metrics_figure_and_model(gcs_env: Any, tmp_path: Path) -> None:
     uri = f"{gcs_env.url}/mlflow"
     run_id = _logged_run_id(_run_example("quickstart.py", uri, gcs_env.env, tmp_path))
