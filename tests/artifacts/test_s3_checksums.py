@@ -158,17 +158,25 @@ def test_store_without_checksums_falls_back_to_md5(
     assert "multipart ETag" in str(err.value)
 
 
-def _corrupt_range(store: S3Store, monkeypatch: pytest.MonkeyPatch, start: int) -> None:
-    """Flip a byte of the ranged GET starting at ``start`` on its way in."""
-    get = store._get_blob
+def _corrupt_range(store: S3Store, monkeypatch: pytest.MonkeyPatch, offset: int) -> None:
+    """Flip the byte at ``offset`` of the file on its way in (in whichever
+    piece of whichever ranged read carries it)."""
+    read = store._read_into
 
-    def flip(key: str, first: int, end: int | None, version: str | None) -> Any:
-        data, info = get(key, first, end, version)
-        if first == start and data:
-            data = bytes([data[0] ^ 1]) + data[1:]
-        return data, info
+    def flip(key: str, start: int, end: int, version: str | None, sink: Any) -> None:
+        position = start
 
-    monkeypatch.setattr(store, "_get_blob", flip)
+        def corrupting(data: bytes) -> None:
+            nonlocal position
+            at = offset - position
+            if 0 <= at < len(data):
+                data = data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
+            position += len(data)
+            sink(data)
+
+        read(key, start, end, version, corrupting)
+
+    monkeypatch.setattr(store, "_read_into", flip)
 
 
 def test_download_checks_the_crc32_without_md5(

@@ -17,6 +17,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 # The polynomials of CRC32C and of CRC32 (zlib's), bit-reflected.
 _CRC32C_POLY = 0x82F63B78
@@ -120,6 +121,11 @@ def crc32c_from_b64(text: str) -> int:
 def md5_digest(data: bytes | bytearray | memoryview) -> bytes:
     # usedforsecurity=False: an integrity check, allowed on FIPS builds too.
     return hashlib.md5(data, usedforsecurity=False).digest()
+
+
+def md5_hasher() -> Any:
+    """An incremental MD5 (``update``, ``digest``), for pieces as they arrive."""
+    return hashlib.md5(usedforsecurity=False)
 
 
 def multipart_etag(part_digests: list[bytes]) -> str:

@@ -14,13 +14,15 @@ import base64
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import aiohttp.payload
+from aiohttp.abc import AbstractStreamWriter
 from fsspec.asyn import sync
 from gcsfs.core import GCSFileSystem  # the plain class: no gRPC bucket probe
 
@@ -34,6 +36,9 @@ log = logging.getLogger(__name__)
 # most 1024 components in all (intermediate composites count theirs).
 COMPOSE_MAX_SOURCES = 32
 MAX_COMPONENTS = 1024
+
+# The slices a request body is sent in (see ``_Pieces``).
+_SEND_SLICE = 256 * 1024
 
 # Bound every attempt: a hung connection becomes a retryable timeout.
 TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=15, sock_read=60)
@@ -74,7 +79,7 @@ class GcsStore(ObjectStore):
         *,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        data: bytes | None = None,
+        data: bytes | aiohttp.payload.Payload | None = None,
     ) -> _Response:
         await self.fs._set_session()
         try:
@@ -137,15 +142,16 @@ class GcsStore(ObjectStore):
     ) -> dict[str, Any]:
         """One-request upload of metadata and media; returns the object resource."""
         boundary = f"mlflow-bucket-{uuid.uuid4().hex}"
-        body = b"".join(
+        head = b"".join(
             [
                 f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n".encode(),
                 json.dumps(resource).encode(),
                 f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n".encode(),
-                data,
-                f"\r\n--{boundary}--\r\n".encode(),
             ]
         )
+        # The media itself is not copied into one body with the rest: a part
+        # would take twice its size in memory (thrice in the socket's buffer).
+        body = _Pieces(head, data, f"\r\n--{boundary}--\r\n".encode())
         params = {"uploadType": "multipart"}
         if operation == "create":
             # The one coordination primitive: succeeds only if no live object.
@@ -298,6 +304,60 @@ class GcsStore(ObjectStore):
             sent = BlobInfo(key, len(body), generation, crc32c=crc, md5=md5)
         return body, sent
 
+    def _read_into(
+        self, key: str, start: int, end: int, version: str | None, sink: Callable[[bytes], None]
+    ) -> None:
+        """Bytes [start, end) of ``key`` (one attempt), only if still at
+        ``version``, handed to ``sink`` piece by piece as they arrive, in
+        order, in the event-loop thread (storage/transfer.py writes them to
+        the file there). An exception from ``sink`` ends the read and is
+        raised as is; a failure of the request or of the body is transient,
+        and the pieces the sink got before it stay good."""
+        params = {"alt": "media"}
+        if version:
+            params["ifGenerationMatch"] = version
+        headers = {"Range": f"bytes={start}-{end - 1}"}
+        url = self._object_url(key, download=True)
+        try:
+            status, body, failure = sync(self.fs.loop, self._stream, url, params, headers, sink)
+        except TransientError as exc:
+            raise TransientError(exc.message, operation="get", url=self.url(key)) from exc
+        if failure is not None:
+            raise failure
+        if status not in (200, 206):
+            raise error_for_status(status, _error_message(body), operation="get", url=self.url(key))
+
+    async def _stream(
+        self,
+        url: str,
+        params: Mapping[str, str],
+        headers: Mapping[str, str],
+        sink: Callable[[bytes], None],
+    ) -> tuple[int, bytes, Exception | None]:
+        await self.fs._set_session()
+        try:
+            async with self.fs.session.get(
+                url,
+                params=dict(params),
+                headers=self.fs._get_headers(dict(headers)),
+                timeout=TIMEOUT,
+            ) as r:
+                if r.status not in (200, 206):
+                    return r.status, await r.read(), None
+                # The body's pieces as aiohttp received them: no joining.
+                while True:
+                    data, boundary = await r.content.readchunk()
+                    if not data:
+                        if boundary:  # the end of an HTTP chunk, not of the body
+                            continue
+                        return r.status, b"", None
+                    try:
+                        sink(data)
+                    except Exception as exc:  # the sink's own error: not the network's
+                        return r.status, b"", exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise TransientError(f"{type(exc).__name__}: {exc}", operation="GET", url=url) from exc
+
     def _stat_blob(self, key: str) -> BlobInfo:
         _, _, body = self._call("head", key, "GET", self._object_url(key))
         return self._blob(json.loads(body))
@@ -443,6 +503,34 @@ class GcsStore(ObjectStore):
             # The file is complete (or the upload failed anyway); leftovers
             # are only storage, which the documented lifecycle rule reclaims.
             log.warning("could not delete temporary parts under %s: %s", self.url(prefix), exc)
+
+
+class _Pieces(aiohttp.payload.Payload):
+    """A request body sent from its pieces as they are, in slices of
+    ``_SEND_SLICE`` bytes, each written once the socket has taken most of the
+    one before: the socket's buffer holds at most about a slice (a whole
+    ``bytes`` body lands in it at once, a copy of the whole). Rewritable, so
+    a request aiohttp sends again sends all of it again."""
+
+    def __init__(self, *pieces: bytes) -> None:
+        super().__init__(pieces, content_type=None)
+        self._pieces = pieces
+        self._size = sum(len(p) for p in pieces)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return b"".join(self._pieces).decode(encoding, errors)
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        for piece in self._pieces:
+            view = memoryview(piece)
+            for start in range(0, len(view), _SEND_SLICE):
+                # StreamWriter.write waits for the socket to drain past 64 KiB.
+                await writer.write(view[start : start + _SEND_SLICE])
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        await self.write(writer)
 
 
 def _error_message(body: bytes) -> str:

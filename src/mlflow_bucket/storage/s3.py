@@ -21,11 +21,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
@@ -42,6 +42,10 @@ MAX_PARTS = 10_000
 # (neither an ETag nor base64 contains it).
 _TOKEN_SEP = "|"
 _CHECKSUM_HEADER = "x-amz-checksum-crc32"
+# Read size of a streamed body when the HTTP client is not aiohttp.
+_STREAM_PIECE = 1 << 18
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -128,9 +132,13 @@ class S3Store(ObjectStore):
         return response
 
     def _call(self, operation: str, key: str, method: str, **params: Any) -> dict[str, Any]:
+        return self._run(operation, key, self._invoke, method, {"Bucket": self.bucket, **params})
+
+    def _run(self, operation: str, key: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``fn(*args)`` on s3fs's event loop, its failures classified."""
         url = self.url(key)
         try:
-            return sync(self.fs.loop, self._invoke, method, {"Bucket": self.bucket, **params})
+            return sync(self.fs.loop, fn, *args)
         except ClientError as exc:
             err = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
@@ -320,6 +328,52 @@ class S3Store(ObjectStore):
             raise
         body = bytes(out["Body"])
         return body, None if ranged else self._blob(key, out, size=len(body))
+
+    def _read_into(
+        self, key: str, start: int, end: int, version: str | None, sink: Callable[[bytes], None]
+    ) -> None:
+        """Bytes [start, end) of ``key`` (one attempt), only if still at
+        ``version``, handed to ``sink`` piece by piece as they arrive, in
+        order, in the event-loop thread (storage/transfer.py writes them to
+        the file there). An exception from ``sink`` ends the read and is
+        raised as is; a failure of the request or of the body is transient,
+        and the pieces the sink got before it stay good."""
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self._full(key),
+            "Range": f"bytes={start}-{end - 1}",
+        }
+        if version:
+            params["IfMatch"] = f'"{version}"'
+        failure = self._run("get", key, self._stream, params, sink)
+        if failure is not None:
+            raise failure
+
+    async def _stream(
+        self, params: dict[str, Any], sink: Callable[[bytes], None]
+    ) -> Exception | None:
+        client = await self._client()
+        out = await client.get_object(**params)
+        body = out["Body"]
+        # aiobotocore's aiohttp body: its pieces as received, no joining
+        # (its read(n) joins them into n-byte strings).
+        content = getattr(getattr(body, "raw_stream", None), "content", None)
+        try:
+            while True:
+                if content is not None:
+                    data, boundary = await content.readchunk()
+                    if not data and boundary:  # the end of an HTTP chunk
+                        continue
+                else:
+                    data = await body.read(_STREAM_PIECE)
+                if not data:
+                    return None
+                try:
+                    sink(data)
+                except Exception as exc:  # the sink's own error: not the network's
+                    return exc
+        finally:
+            body.close()
 
     def _stat_blob(self, key: str) -> S3BlobInfo:
         out = self._call("head", key, "head_object", Key=self._full(key), ChecksumMode="ENABLED")

@@ -28,28 +28,31 @@ import os
 import sys
 import threading
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from .base import PART_SIZE_KEY, BlobInfo, ObjectStore
 from .checksums import (
     composite_matches,
-    crc32,
     crc32_b64,
     crc32_combine,
     crc32_composite,
     crc32c,
     crc32c_combine,
     md5_digest,
+    md5_hasher,
     multipart_etag,
 )
-from .errors import StorageError
+from .errors import StorageError, TransientError
 
 log = logging.getLogger(__name__)
+
+P = TypeVar("P")
 
 MiB = 1024 * 1024
 DEFAULT_CHUNK_SIZE = 8 * MiB
@@ -58,6 +61,11 @@ DEFAULT_CONCURRENCY = 8
 DEFAULT_FILE_CONCURRENCY = 32
 # S3's smallest part (all but the last) is 5 MiB.
 MIN_CHUNK_SIZE = 5 * MiB
+# The longest range one request of a download asks for: its bytes stream
+# into the file, so its length costs no memory; longer ranges mean fewer
+# requests, shorter ones shorter stragglers and less to redo if a range's
+# retries give up.
+MAX_RANGE = 64 * MiB
 # A bar appears only for transfers still running after this many seconds.
 PROGRESS_DELAY = 2.0
 
@@ -157,6 +165,85 @@ class _Part:
 def _split(size: int, part_size: int) -> list[_Part]:
     count = max(1, math.ceil(size / part_size))
     return [_Part(i + 1, i * part_size, min(part_size, size - i * part_size)) for i in range(count)]
+
+
+def _ranges(segments: list[_Part], concurrency: int) -> list[list[_Part]]:
+    """Consecutive segments grouped into the ranges a download requests:
+    about one per part in flight, so the whole file goes in one round of
+    requests, each at most ``MAX_RANGE`` bytes long (a few segments)."""
+    per_range = math.ceil(len(segments) / concurrency)
+    per_range = max(1, min(per_range, MAX_RANGE // segments[0].size))
+    return [segments[i : i + per_range] for i in range(0, len(segments), per_range)]
+
+
+class _RangeWriter:
+    """The sink of one ranged download: writes each piece of the body at its
+    offset in the file as it arrives (``os.pwrite``; the file is shared by
+    the ranges, which never overlap) and folds it into its segment's
+    checksum (``kind``: "crc32c", "crc32", "md5" or None), so the pieces are
+    neither joined nor read again. ``offset`` is the first byte not yet
+    written: where a retry resumes.
+
+    Called with the pieces in order, possibly in the HTTP client's event-loop
+    thread: it does only the write and the hashing, both of which release
+    the GIL.
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        segments: list[_Part],
+        kind: str | None,
+        advance: Callable[[int], None],
+        where: str,
+    ) -> None:
+        self.fd = fd
+        self.where = where
+        self.segments = segments
+        self.kind = kind
+        self.advance = advance
+        self.start = self.offset = segments[0].offset
+        self.end = segments[-1].offset + segments[-1].size
+        self._index = 0
+        self.digests: dict[int, Any] = {}
+        for segment in segments:
+            if kind == "md5":
+                self.digests[segment.number] = md5_hasher()
+            elif kind:
+                self.digests[segment.number] = 0
+
+    def __call__(self, data: bytes) -> None:
+        if self.offset + len(data) > self.end:
+            raise ChecksumMismatch(
+                f"bytes {self.start}-{self.end - 1}: got more than asked for",
+                operation="download",
+                url=self.where,
+            )
+        done = 0
+        while done < len(data):
+            segment = self.segments[self._index]
+            stop = segment.offset + segment.size
+            take = min(len(data) - done, stop - self.offset)
+            # A whole piece as is; slices only where a segment ends inside one.
+            piece = data if take == len(data) else data[done : done + take]
+            self._hash(segment.number, piece)
+            written = 0
+            view = memoryview(piece)
+            while written < take:
+                written += os.pwrite(self.fd, view[written:], self.offset + written)
+            self.offset += take
+            done += take
+            if self.offset == stop:
+                self._index += 1
+        self.advance(len(data))
+
+    def _hash(self, number: int, piece: bytes) -> None:
+        if self.kind == "crc32c":
+            self.digests[number] = crc32c(piece, self.digests[number])
+        elif self.kind == "crc32":
+            self.digests[number] = zlib.crc32(piece, self.digests[number])
+        elif self.kind == "md5":
+            self.digests[number].update(piece)
 
 
 def _read_at(fd: int, offset: int, size: int) -> bytes:
@@ -396,7 +483,7 @@ class Transfers:
         self._verify(info, size, crc, None, etag, path, "upload")
         return info
 
-    def _run_parts(self, fn: Callable[[_Part], Any], parts: list[_Part]) -> list[Any]:
+    def _run_parts(self, fn: Callable[[P], Any], parts: Sequence[P]) -> list[Any]:
         futures: list[Future[Any]] = [self._parts.submit(fn, part) for part in parts]
         done, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for future in done:
@@ -464,11 +551,16 @@ class Transfers:
         return reference
 
     def _download_parts(self, key: str, path: str, stat: BlobInfo) -> BlobInfo:
+        """A large object in a few long ranges at once, each streamed into the
+        file at its offset as its bytes arrive, hashed per segment on the way
+        (see ``_RangeWriter``): no buffer the size of a range, no copy, no
+        second pass over the file, and a fault costs only the bytes in flight
+        (the retry resumes where they stopped)."""
         store = self.store
-        part_size = self.chunk_size
+        segment_size = self.chunk_size
         aligned = False
         if "-" in stat.version and store.verify_kind == "md5":
-            # Ranges matching the upload's parts let the multipart ETag (or
+            # Segments matching the upload's parts let the multipart ETag (or
             # S3's COMPOSITE CRC32) be re-derived from the pieces; without a
             # recorded part size, try the part size of the common uploaders
             # (ours, boto3, MLflow). The part count ends the ETag, even
@@ -476,61 +568,84 @@ class Transfers:
             count = stat.version.rsplit("-", 1)[1]
             for guess in (stat.part_size, self.chunk_size, 8 * MiB, 10 * MiB, 16 * MiB):
                 if guess and count.isdigit() and math.ceil(stat.size / guess) == int(count):
-                    part_size, aligned = guess, True
+                    segment_size, aligned = guess, True
                     break
-        parts = _split(stat.size, part_size)
+        segments = _split(stat.size, segment_size)
         # S3's CRC32 of the object, when it has one (ours and boto3's uploads
-        # do): checked with a CRC32 per range, several times cheaper than the
-        # MD5s an ETag needs, and no second pass over a single-part object.
+        # do): checked with a CRC32 per segment, several times cheaper than
+        # the MD5s an ETag needs, and no second pass over a single-part object.
         crc32_check = _crc32_check(stat, aligned) if store.verify_kind == "md5" else None
-        crcs: dict[int, int] = {}
-        crc32s: dict[int, int] = {}
-        md5s: dict[int, bytes] = {}
+        kind: str | None = None
+        if store.verify_kind == "crc32c":
+            kind = "crc32c"
+        elif crc32_check:
+            kind = "crc32"
+        elif store.verify_kind == "md5" and aligned and stat.etag:
+            kind = "md5"
+        digests: dict[int, Any] = {}
+        where = f"{store.url(key)} -> {path}"
         tmp = _temp_path(path)
         try:
             with open(tmp, "wb") as f:
                 f.truncate(stat.size)
                 fd = f.fileno()
 
-                def fetch(part: _Part) -> None:
-                    with self.budget.hold(part.size):
-                        end = part.offset + part.size
-                        data, _ = store.retry.call(
-                            lambda: store._get_blob(key, part.offset, end, stat.version),
-                            f"get {store.url(key)} bytes {part.offset}-{end - 1}",
-                        )
-                        if len(data) != part.size:
-                            raise ChecksumMismatch(
-                                f"bytes {part.offset}-{end - 1}: got {len(data)}",
-                                operation="download",
-                                url=f"{store.url(key)} -> {path}",
-                            )
-                        if store.verify_kind == "crc32c":
-                            crcs[part.number] = crc32c(data)
-                        elif crc32_check:
-                            crc32s[part.number] = crc32(data)
-                        elif aligned and stat.etag:
-                            md5s[part.number] = md5_digest(data)
-                        written = 0
-                        view = memoryview(data)
-                        while written < len(data):
-                            written += os.pwrite(fd, view[written:], part.offset + written)
-                    self._advance(part.size)
+                def fetch(group: list[_Part]) -> None:
+                    writer = _RangeWriter(fd, group, kind, self._advance, where)
+                    self._read_range(key, stat.version, writer, path)
+                    digests.update(writer.digests)
 
-                self._run_parts(fetch, parts)
-            crc = self._combined_crc(parts, crcs) if crcs else None
-            etag = multipart_etag([md5s[p.number] for p in parts]) if md5s else None
+                self._run_parts(fetch, _ranges(segments, self.concurrency))
+            crc = self._combined_crc(segments, digests) if kind == "crc32c" else None
+            etag = None
+            if kind == "md5":
+                etag = multipart_etag([digests[p.number].digest() for p in segments])
             local_md5 = None
             if crc32_check:
-                self._verify_crc32(stat, parts, crc32s, crc32_check, path)
+                self._verify_crc32(stat, segments, digests, crc32_check, path)
             elif store.verify_kind == "md5" and stat.md5 is not None and etag is None:
-                local_md5 = _file_md5(tmp)  # a single-part object: its MD5 is sequential
+                # A single-part object with only an MD5 (no CRC32): the MD5
+                # of the whole is sequential, so it takes a pass of its own.
+                local_md5 = _file_md5(tmp)
             self._verify(stat, stat.size, crc, local_md5, etag, path, "download")
             os.replace(tmp, path)
         except BaseException:
             _unlink(tmp)
             raise
         return stat
+
+    def _read_range(self, key: str, version: str, writer: _RangeWriter, path: str) -> None:
+        """Fill ``writer``'s range, retried; each attempt resumes at the first
+        byte not yet written. An attempt that moved the range forward before
+        failing earns a fresh retry budget: a long range on a slow link must
+        not run out of budget merely by lasting long."""
+        store = self.store
+        stream = getattr(store, "_read_into", None)
+        end = writer.end
+        describe = f"get {store.url(key)} bytes {writer.start}-{end - 1}"
+
+        def attempt() -> None:
+            if stream is not None:
+                stream(key, writer.offset, end, version, writer)
+            else:  # a backend without streaming reads: one buffer per attempt
+                data, _ = store._get_blob(key, writer.offset, end, version)
+                writer(data)
+
+        while True:
+            before = writer.offset
+            try:
+                store.retry.call(attempt, describe)
+                break
+            except TransientError:
+                if writer.offset == before:
+                    raise
+                log.debug("resuming %s at byte %d", describe, writer.offset)
+        if writer.offset != end:
+            raise ChecksumMismatch(
+                f"bytes {writer.start}-{end - 1}: got {writer.offset - writer.start}",
+                operation="download",
+                url=f"{store.url(key)} -> {path}",
+            )
 
     # -- verification ---------------------------------------------------
 
@@ -636,9 +751,7 @@ def _checksummed(store: ObjectStore, upload_id: str) -> bool:
 
 
 def _file_md5(path: str) -> bytes:
-    import hashlib
-
-    digest = hashlib.md5(usedforsecurity=False)
+    digest = md5_hasher()
     with open(path, "rb") as f:
         while block := f.read(MiB):
             digest.update(block)
