@@ -2,7 +2,7 @@
 
     export MLFLOW_TRACKING_URI=gs://team-bucket/mlflow   # or s3://..., bucket+file:///srv/mlflow
     python examples/team/run_team.py          # then: mlflow-bucket ui (see README.md here)
-    python examples/team/run_team.py --ui     # or start the stock MLflow UI right away
+    python examples/team/run_team.py --ui     # or start the UI right away
 
 Alice and Bob are two processes with different OS users (LOGNAME/USER, which
 MLflow reads for a run's user). Neither knows of the other: no server, no
@@ -61,11 +61,10 @@ def main(ui: bool) -> None:
         else:
             print(f"See both in one UI: mlflow-bucket ui  (or mlflow ui --backend-store-uri {uri})")
         return
-    # The stock MLflow UI on this machine, reading the same bucket.
-    print("Starting the MLflow UI on http://127.0.0.1:5000 (Ctrl-C to stop)")
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    # MLflow's UI on this machine, reading the same bucket: `mlflow-bucket ui URI`,
+    # run with this interpreter. It prints its URL; Ctrl-C stops it.
     with contextlib.suppress(KeyboardInterrupt):
-        subprocess.run([*command, "--host", "127.0.0.1", "--port", "5000"], check=False)
+        subprocess.run([sys.executable, "-m", "mlflow_bucket.cli", "ui", uri], check=False)
 
 
 if __name__ == "__main__":
