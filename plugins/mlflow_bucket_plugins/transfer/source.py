@@ -95,16 +95,44 @@ class Source:
 
     def histories(self, runs: list[Run]) -> Iterator[RunRecord]:
         """The runs with their full metric histories, read a few at a time."""
-        calls = [(run, key) for run in runs for key in run.data.metrics]
-        with ThreadPoolExecutor(HISTORY_THREADS, "mlflow-bucket-read") as pool:
-            points = pool.map(
-                lambda c: self.client.get_metric_history(c[0].info.run_id, c[1]), calls
-            )
-            by_run: dict[str, dict[str, list[Metric]]] = {}
-            for (run, key), history in zip(calls, points, strict=True):
-                by_run.setdefault(run.info.run_id, {})[key] = history
+        by_run = self._sql_histories(runs)
+        if by_run is None:
+            by_run = self._client_histories(runs)
         for run in runs:
             yield RunRecord(run, by_run.get(run.info.run_id, {}))
+
+    def _client_histories(self, runs: list[Run]) -> dict[str, dict[str, list[Metric]]]:
+        calls = [(run.info.run_id, key) for run in runs for key in run.data.metrics]
+        by_run: dict[str, dict[str, list[Metric]]] = {}
+        with ThreadPoolExecutor(HISTORY_THREADS, "mlflow-bucket-read") as pool:
+            points = pool.map(lambda c: self.client.get_metric_history(*c), calls)
+            for (run_id, key), history in zip(calls, points, strict=True):
+                by_run.setdefault(run_id, {})[key] = history
+        return by_run
+
+    def _sql_histories(self, runs: list[Run]) -> dict[str, dict[str, list[Metric]]] | None:
+        """From MLflow's SQL store: every point of the runs in one query, not a
+        call per run and key (the same rows get_metric_history reads)."""
+        from mlflow.store.tracking.dbmodels.models import SqlMetric
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
+        if not isinstance(store, SqlAlchemyStore) or not runs:
+            return None
+        by_run: dict[str, dict[str, list[Metric]]] = {}
+        with store.ManagedSessionMaker() as session:
+            rows = session.query(
+                SqlMetric.run_uuid,
+                SqlMetric.key,
+                SqlMetric.value,
+                SqlMetric.timestamp,
+                SqlMetric.step,
+                SqlMetric.is_nan,
+            ).filter(SqlMetric.run_uuid.in_([run.info.run_id for run in runs]))
+            for run_id, key, value, timestamp, step, is_nan in rows:
+                point = Metric(key, float("nan") if is_nan else value, timestamp, step)
+                by_run.setdefault(run_id, {}).setdefault(key, []).append(point)
+        return by_run
 
     def logged_models(self, experiment_id: str) -> list[LoggedModel]:
         out: list[LoggedModel] = []
