@@ -345,13 +345,14 @@ class S3Store(ObjectStore):
         }
         if version:
             params["IfMatch"] = f'"{version}"'
-        failure = self._run("get", key, self._stream, params, sink)
+        # In a tuple: fsspec's sync() raises an exception it is handed back.
+        (failure,) = self._run("get", key, self._stream, params, sink)
         if failure is not None:
             raise failure
 
     async def _stream(
         self, params: dict[str, Any], sink: Callable[[bytes], None]
-    ) -> Exception | None:
+    ) -> tuple[Exception | None]:
         client = await self._client()
         out = await client.get_object(**params)
         body = out["Body"]
@@ -367,11 +368,11 @@ class S3Store(ObjectStore):
                 else:
                     data = await body.read(_STREAM_PIECE)
                 if not data:
-                    return None
+                    return (None,)
                 try:
                     sink(data)
                 except Exception as exc:  # the sink's own error: not the network's
-                    return exc
+                    return (exc,)
         finally:
             body.close()
 

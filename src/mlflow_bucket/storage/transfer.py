@@ -5,10 +5,15 @@ One ``Transfers`` object moves a batch of files in either direction:
 * Small files (up to one chunk) take one request each, many in flight.
 * Large files are cut into parts sent in parallel: S3 multipart uploads,
   GCS parallel composite uploads (parts are temporary objects composed into
-  the final one), ranged GETs for downloads. A failed part is retried alone
-  through the store's retry policy, so a fault costs at most that part.
+  the final one). A failed part is retried alone through the store's retry
+  policy, so a fault costs at most that part.
+* Large downloads are a few long ranged GETs at once, each streamed into
+  the file at its offset as the bytes arrive and hashed on the way; a
+  retry resumes at the first byte missing, so a fault costs only what was
+  in flight.
 * Memory is bounded by ``chunk_size`` x ``concurrency`` (a byte budget every
-  in-memory buffer draws from), whatever the files' sizes or number.
+  in-memory buffer draws from), whatever the files' sizes or number;
+  streamed ranges hold only the HTTP client's small read buffers.
 * Every transfer is verified end to end: the uploader declares checksums
   the server checks on each request, then compares what the store reports
   for the finished object (CRC32C on GCS, the MD5/multipart ETag on S3,
