@@ -18,12 +18,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser(
         "demo",
-        help="log a sample run into a store (default: a local GCS emulator) and show it",
+        help="run the example training script into a store (default: a local GCS emulator), "
+        "then show it in MLflow's UI on localhost",
     )
     demo.add_argument("uri", nargs="?", help="gs://bucket/prefix, s3://bucket/prefix or a folder")
     demo.add_argument(
-        "--no-wait", action="store_true", help="stop the emulator at once instead of on Ctrl-C"
+        "--no-wait", action="store_true", help="stop once the UI answers instead of on Ctrl-C"
     )
+    demo.add_argument("--port", type=int, default=5000, help="the UI's port (0: any free one)")
     # init, config, doctor, status/ls, compact, gc, flush: one module each.
     from .commands import register
 
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from .demo import run
 
-        return run(args.uri, wait=not args.no_wait)
+        return run(args.uri, wait=not args.no_wait, port=args.port)
     if getattr(args, "func", None) is not None:
         return int(args.func(args))
     if args.command == "ui":

@@ -1,87 +1,153 @@
-"""``mlflow-bucket demo``: the product's main job on its built-in default.
+"""``mlflow-bucket demo``: the README's main command.
 
-With no URI it starts the local GCS emulator, writes into
-gs://mlflow-demo/team on it, and prints where to look. Given a URI
-(gs://..., s3://..., a folder) it does the same against that store.
+With no URI it starts a local GCS emulator with an empty bucket, runs the
+example training script (``examples/`` of a checkout) into it as plain
+MLflow code, then starts MLflow's UI over that bucket (``mlflow-bucket ui``)
+and prints its URL, until Ctrl-C. Given a URI (gs://..., s3://..., a folder)
+it does the same against that store, with the machine's own credentials.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import platform
-import time
-import uuid
+import subprocess
+import sys
+import tempfile
+import urllib.error
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
-from typing import Any
+from contextlib import contextmanager
+from pathlib import Path
 
-from .storage import AlreadyExists, ObjectStore, open_store
+from .ui import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    Served,
+    UiError,
+    default_artifact_root,
+    free_port,
+    interruptible,
+    request_json,
+    resolve_store,
+    serve,
+    wait_until_stopped,
+)
 
 DEMO_BUCKET = "mlflow-demo"
 DEMO_PREFIX = "team"
+# The training script the demo runs: several runs (a sweep's trials under its
+# parent run) with metric curves, what a team's bucket fills with.
+EXAMPLE_SCRIPT = "sweep.py"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+SCRIPT_TIMEOUT = 900
+
+
+class DemoError(RuntimeError):
+    pass
 
 
 @contextmanager
-def _default_store() -> Iterator[tuple[ObjectStore, str]]:
+def _emulated_store(scratch: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A fresh bucket on a local GCS emulator, and the environment that reaches it."""
     from .testing.gcs_emulator import GcsEmulator
 
     with GcsEmulator() as emulator:
         emulator.create_bucket(DEMO_BUCKET)
-        options: dict[str, Any] = {"endpoint_url": emulator.endpoint, "token": "anon"}
-        store = open_store(f"gs://{DEMO_BUCKET}/{DEMO_PREFIX}", **options)
-        try:
-            yield store, emulator.endpoint
-        finally:
-            store.close()
+        env = {
+            # The cloud SDKs' own setting for an emulator (anonymous credentials).
+            "STORAGE_EMULATOR_HOST": emulator.endpoint,
+            "GOOGLE_CLOUD_PROJECT": "demo",
+            # gcsfs would otherwise probe the emulator over gRPC for a minute.
+            "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+            # The bucket dies with the emulator; so must the spool and the object
+            # cache (the next demo's bucket has the same name and keys).
+            "MLFLOW_BUCKET_SPOOL_DIR": str(scratch / "spool"),
+            "MLFLOW_BUCKET_CACHE_DIR": str(scratch / "cache"),
+        }
+        print(f"Started a local GCS emulator at {emulator.endpoint}", flush=True)
+        yield f"gs://{DEMO_BUCKET}/{DEMO_PREFIX}", env
 
 
-def _log_sample_run(store: ObjectStore) -> str:
-    run_id = uuid.uuid4().hex
-    record = {
-        "run_id": run_id,
-        "user": os.environ.get("USER", "demo"),
-        "host": platform.node(),
-        "start_time": datetime.now(UTC).isoformat(),
-        "params": {"learning_rate": 0.1, "max_depth": 3},
-        "metrics": {"accuracy": [[0, 0.71], [1, 0.83], [2, 0.88]]},
+def _run_example(served: Served, env: dict[str, str]) -> None:
+    script = EXAMPLES_DIR / EXAMPLE_SCRIPT
+    if not script.is_file():
+        raise DemoError(
+            f"{script} not found: the demo runs the examples of a checkout of mlflow-bucket"
+        )
+    print(f"Running examples/{EXAMPLE_SCRIPT} into {served.uri} ...", flush=True)
+    child_env = {
+        **os.environ,
+        **env,
+        "MLFLOW_TRACKING_URI": served.uri,
+        "MLFLOW_REGISTRY_URI": served.registry_uri,
     }
-    # One immutable object per batch of changes, created if absent.
-    store.create(f"demo/runs/{run_id}.json", json.dumps(record, indent=2).encode())
-    return run_id
-
-
-def run(uri: str | None, wait: bool) -> int:
-    with _store(uri) as (store, endpoint):
-        with suppress(AlreadyExists):
-            store.create("demo/README", b"Objects written by `mlflow-bucket demo`.\n")
-        run_id = _log_sample_run(store)
-        print(f"Logged sample run {run_id} into {store.uri}")
-        print("Objects in the store:")
-        for info in store.list_objects("demo/"):
-            print(f"  {store.url(info.key)}  ({info.size} bytes)")
-        if endpoint:
-            listing = f"{endpoint}/storage/v1/b/{DEMO_BUCKET}/o?prefix={DEMO_PREFIX}/"
-            print(f"Look at it over HTTP: curl '{listing}'")
-            if wait:
-                print("The emulator keeps running until you press Ctrl-C.")
-                try:
-                    while True:
-                        time.sleep(3600)
-                except KeyboardInterrupt:
-                    pass
-    return 0
-
-
-@contextmanager
-def _store(uri: str | None) -> Iterator[tuple[ObjectStore, str]]:
-    if uri is None:
-        with _default_store() as pair:
-            yield pair
-        return
-    store = open_store(uri)
     try:
-        yield store, ""
-    finally:
-        store.close()
+        done = subprocess.run(
+            [sys.executable, str(script)], env=child_env, timeout=SCRIPT_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise DemoError(f"examples/{EXAMPLE_SCRIPT} did not finish in {SCRIPT_TIMEOUT} s") from None
+    if done.returncode != 0:
+        raise DemoError(f"examples/{EXAMPLE_SCRIPT} failed with exit code {done.returncode}")
+
+
+def _pick_port(host: str, port: int) -> int:
+    """``port``, or any free one if the default is taken (the demo should just run)."""
+    if port == DEFAULT_PORT:
+        import socket
+
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                return free_port(host)
+    return port
+
+
+def _summary(url: str) -> list[str]:
+    """What the UI's server sees: each experiment and its number of runs."""
+    lines = []
+    experiments = request_json(
+        f"{url}/ajax-api/2.0/mlflow/experiments/search", {"max_results": 1000}
+    )
+    for exp in experiments.get("experiments", []):
+        body = {"experiment_ids": [exp["experiment_id"]], "max_results": 1000}
+        runs = request_json(f"{url}/ajax-api/2.0/mlflow/runs/search", body).get("runs", [])
+        lines.append(f"  {exp['name']}: {len(runs)} runs")
+    return lines
+
+
+def _demo(served: Served, env: dict[str, str], host: str, port: int, wait: bool) -> int:
+    _run_example(served, env)
+    print("Starting the MLflow UI ...", flush=True)
+    with serve(served, host, _pick_port(host, port), env=env) as server:
+        print(f"The UI's server sees, in {served.uri}:", flush=True)
+        for line in _summary(server.url):
+            print(line, flush=True)
+        print(f"MLflow UI for {served.uri}: {server.url}", flush=True)
+        if not wait:
+            return 0
+        print("Press Ctrl-C to stop.", flush=True)
+        return wait_until_stopped(server)
+
+
+def run(
+    uri: str | None, wait: bool = True, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
+) -> int:
+    try:
+        with interruptible():
+            if uri is not None:
+                return _demo(resolve_store(uri), {}, host, port, wait)
+            with (
+                tempfile.TemporaryDirectory(prefix="mlflow-bucket-demo-") as scratch,
+                _emulated_store(Path(scratch)) as (store_uri, env),
+            ):
+                served = Served(store_uri, store_uri, default_artifact_root(store_uri))
+                return _demo(served, env, host, port, wait)
+    except UiError as exc:
+        print(f"mlflow-bucket demo: error: {exc}", file=sys.stderr)
+        return exc.code
+    except (DemoError, urllib.error.URLError, OSError) as exc:
+        print(f"mlflow-bucket demo: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

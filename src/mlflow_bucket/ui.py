@@ -34,10 +34,11 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from .commands.common import EXIT_FAILED, EXIT_USAGE, CommandError, resolve
-from .storage import open_store
+from .storage import split_uri
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -92,11 +93,16 @@ def _same(a: str | None, b: str | None) -> bool:
 def default_artifact_root(uri: str) -> str:
     """The tracking store's own default artifact root for ``uri``.
 
-    Kept equal to what the plugin's store uses on its own (``<store>/artifacts``),
-    so experiments created in the UI keep their artifacts where scripts do.
+    Kept equal to what the plugin's store uses on its own (``<store>/artifacts``,
+    a folder store's as a file:// URI), so experiments created in the UI keep
+    their artifacts where scripts do. Computed, not opened: no credentials needed.
     """
-    with open_store(uri) as store:
-        return f"{store.uri}/artifacts"
+    scheme, bucket, root = split_uri(uri)
+    if scheme == "file":
+        base = Path(root).expanduser().resolve().as_uri()
+    else:
+        base = f"{scheme}://{bucket}/{root}" if root else f"{scheme}://{bucket}"
+    return f"{base}/artifacts"
 
 
 def server_command(served: Served, host: str, port: int) -> list[str]:
@@ -152,7 +158,8 @@ def free_port(host: str = DEFAULT_HOST) -> int:
         return int(sock.getsockname()[1])
 
 
-def _request(url: str, body: dict[str, Any] | None = None, timeout: float = 120) -> Any:
+def request_json(url: str, body: dict[str, Any] | None = None, timeout: float = 120) -> Any:
+    """GET (or, with a body, POST) ``url`` of the server; its JSON answer."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
         url,
@@ -161,8 +168,7 @@ def _request(url: str, body: dict[str, Any] | None = None, timeout: float = 120)
         method="POST" if data else "GET",
     )
     with urllib.request.urlopen(request, timeout=timeout) as answer:
-        raw = answer.read()
-    return json.loads(raw) if body is not None else raw
+        return json.loads(answer.read())
 
 
 @dataclass
@@ -182,7 +188,8 @@ class UiServer:
                     "before answering (its output is above)"
                 )
             try:
-                _request(f"{self.url}/health", timeout=5)
+                with urllib.request.urlopen(f"{self.url}/health", timeout=5):
+                    pass
                 return
             except (OSError, urllib.error.URLError):
                 if time.monotonic() > deadline:
@@ -193,7 +200,7 @@ class UiServer:
         """Read the store's experiments through the server: checks that the store
         answers and leaves the server's view of it loaded. Returns the ids."""
         try:
-            doc = _request(
+            doc = request_json(
                 f"{self.url}/ajax-api/2.0/mlflow/experiments/search",
                 {"max_results": 50000, "view_type": "ALL"},
             )
@@ -207,11 +214,11 @@ class UiServer:
         for start in range(0, len(experiment_ids), 100):
             body = {"experiment_ids": experiment_ids[start : start + 100], "max_results": 1}
             try:
-                _request(f"{self.url}/ajax-api/2.0/mlflow/runs/search", body)
+                request_json(f"{self.url}/ajax-api/2.0/mlflow/runs/search", body)
             except OSError:
                 return  # only a head start; pages load it on demand anyway
         try:
-            _request(f"{self.url}/ajax-api/2.0/mlflow/registered-models/search?max_results=1")
+            request_json(f"{self.url}/ajax-api/2.0/mlflow/registered-models/search?max_results=1")
         except OSError:
             return
 
