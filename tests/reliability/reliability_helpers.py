@@ -38,10 +38,14 @@ def start(
 
 def fresh() -> None:
     """The previous "process" exits; none of its Backends or store instances is left."""
+    from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service.utils import _tracking_store_registry
 
     close_backends()
+    # MLflow caches one store instance per URI; each holds its Backend.
     _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+    if registry_utils._model_registry_store_registry is not None:
+        registry_utils._model_registry_store_registry._get_store_with_resolved_uri.cache_clear()
 
 
 def in_process(bucket: BucketInfo, call: Callable[[], T], spool: Path | None = None) -> T:
