@@ -152,6 +152,15 @@ _CREDENTIAL_HOME = (
 )
 
 
+def redact(uri: str) -> str:
+    """``uri`` with any ``user:password@`` replaced, for messages (MLflow's own
+    variables may name an HTTP server with credentials in it)."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 # -- where files are -------------------------------------------------------------
 
 
@@ -419,7 +428,8 @@ class ProjectConfig:
         rows: list[tuple[str, str, str]] = []
         for key in STORE_KEYS:
             value = getattr(self, key)
-            rows.append((key, "" if value is None else str(value), self.sources.get(key, DEFAULT)))
+            shown = "" if value is None else redact(str(value))
+            rows.append((key, shown, self.sources.get(key, DEFAULT)))
         for knob in KNOBS:
             value = getattr(self.settings, knob.key, None)
             if value is None:

@@ -55,10 +55,28 @@ def test_no_store_anywhere_is_exit_3_with_the_way_out(
 def test_an_mlflow_uri_that_is_not_ours_is_refused(
     cli: Cli, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://me:PASSWORD@tracking.example:5000")
     result = cli("status")
     assert result.code == 3
     assert "not a bucket store" in result.err
+    assert "PASSWORD" not in result.err
+    shown = cli("config")
+    assert "tracking.example" in shown.out and "PASSWORD" not in shown.out
+
+
+def test_init_asks_for_the_uri_on_a_terminal(
+    cli: Cli, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    monkeypatch.setattr("builtins.input", lambda prompt: "bucket+file://asked")
+    result = cli("init")
+    assert result.code == 0, result.err
+    assert (project / "asked" / "mlflow-bucket.json").is_file()
+    assert 'uri = "bucket+file://asked"' in (project / "mlflow-bucket.toml").read_text()
 
 
 def test_a_secret_in_the_project_file_stops_every_command(cli: Cli, project: Path) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..project import ConfigError, ProjectConfig, _check_uri, load_config
+from ..project import ConfigError, ProjectConfig, _check_uri, load_config, redact
 
 # Exit codes, the same for every command (docs/cli.md).
 EXIT_OK = 0
@@ -78,7 +78,7 @@ def resolve(uri: str | None) -> Target:
     scheme = urlsplit(config.uri).scheme.lower()
     if scheme not in OUR_SCHEMES:
         raise CommandError(
-            f"the configured store {config.uri!r} (from {source}) is not a bucket store: "
+            f"the configured store {redact(config.uri)!r} (from {source}) is not a bucket store: "
             "pass a URI, or unset MLFLOW_TRACKING_URI to use the project's",
             EXIT_CONFIG,
         )
