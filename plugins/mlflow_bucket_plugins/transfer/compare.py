@@ -5,8 +5,9 @@ models by name and versions by number. What a store may legitimately
 change in a copy is normalized first: artifact URIs (each store keeps
 artifacts under its own root, so a version's source is compared relative to
 its run's or logged model's artifacts), +/-infinity (MLflow's SQL store
-keeps it as +/-max float), NaN (never equal to itself), and the default
-experiment's timestamps (each store's own creation time).
+keeps it as +/-max float), NaN (never equal to itself), the default
+experiment's timestamps (each store's own creation time), and optional
+text that is empty rather than missing (a tracking server's answers).
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mlflow.entities import Metric
-
 from . import files
-from .source import Source
+from .source import Point, Source
 
 MAX_FLOAT = 1.7976931348623157e308
 # Longest rendering of one value in a difference.
@@ -36,8 +35,13 @@ def _value(v: float) -> Any:
     return v
 
 
-def _points(history: list[Metric]) -> list[tuple[Any, ...]]:
+def _points(history: list[Point]) -> list[tuple[Any, ...]]:
     return sorted({(m.step, m.timestamp, str(_value(m.value))) for m in history})
+
+
+def _text(value: str | None) -> str | None:
+    # A tracking server's REST answers give "" for an optional string that is None.
+    return value or None
 
 
 def _relative(uri: str | None, roots: list[tuple[str, str]]) -> str | None:
@@ -79,7 +83,7 @@ def snapshot(
             snap["run"][record.run_id] = {
                 "experiment": exp.name,
                 "name": info.run_name,
-                "user": info.user_id,
+                "user": _text(info.user_id),
                 "status": info.status,
                 "start": info.start_time,
                 "end": info.end_time,
@@ -113,8 +117,8 @@ def snapshot(
                 "experiment": exp.name,
                 "name": model.name,
                 "status": str(model.status),
-                "type": model.model_type,
-                "source run": model.source_run_id,
+                "type": _text(model.model_type),
+                "source run": _text(model.source_run_id),
                 "created": model.creation_timestamp,
                 "updated": model.last_updated_timestamp,
                 "params": dict(model.params),
@@ -143,18 +147,18 @@ def snapshot(
             for v in source.versions(registered.name):
                 versions[str(v.version)] = {
                     "stage": v.current_stage,
-                    "description": v.description,
+                    "description": _text(v.description),
                     "tags": dict(v.tags),
                     "run": v.run_id or None,
                     "source": _relative(v.source, roots),
-                    "user": v.user_id,
+                    "user": _text(v.user_id),
                     "link": v.run_link or None,
                     "created": v.creation_timestamp,
                     "updated": v.last_updated_timestamp,
                     "status": v.status,
                 }
             snap["registered model"][registered.name] = {
-                "description": registered.description,
+                "description": _text(registered.description),
                 "tags": dict(registered.tags),
                 # A FileStore gives alias targets as strings, the others as numbers.
                 "aliases": {k: str(v) for k, v in sorted((registered.aliases or {}).items())},

@@ -11,9 +11,10 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from mlflow.entities import Experiment, Metric, Run, ViewType
+import sqlalchemy
+from mlflow.entities import Experiment, Run, ViewType
 from mlflow.entities.logged_model import LoggedModel
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.tracking import MlflowClient
@@ -24,12 +25,20 @@ PAGE = 1000
 HISTORY_THREADS = 8
 
 
+class Point(NamedTuple):
+    """One point of a metric's history (lighter than MLflow's Metric: there are millions)."""
+
+    value: float
+    timestamp: int
+    step: int
+
+
 @dataclass
 class RunRecord:
     """A run as MLflow shows it, with every point of every metric."""
 
     run: Run
-    history: dict[str, list[Metric]] = field(default_factory=dict)
+    history: dict[str, list[Point]] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -101,16 +110,18 @@ class Source:
         for run in runs:
             yield RunRecord(run, by_run.get(run.info.run_id, {}))
 
-    def _client_histories(self, runs: list[Run]) -> dict[str, dict[str, list[Metric]]]:
+    def _client_histories(self, runs: list[Run]) -> dict[str, dict[str, list[Point]]]:
         calls = [(run.info.run_id, key) for run in runs for key in run.data.metrics]
-        by_run: dict[str, dict[str, list[Metric]]] = {}
+        by_run: dict[str, dict[str, list[Point]]] = {}
         with ThreadPoolExecutor(HISTORY_THREADS, "mlflow-bucket-read") as pool:
-            points = pool.map(lambda c: self.client.get_metric_history(*c), calls)
-            for (run_id, key), history in zip(calls, points, strict=True):
-                by_run.setdefault(run_id, {})[key] = history
+            histories = pool.map(lambda c: self.client.get_metric_history(*c), calls)
+            for (run_id, key), history in zip(calls, histories, strict=True):
+                by_run.setdefault(run_id, {})[key] = [
+                    Point(m.value, m.timestamp, m.step) for m in history
+                ]
         return by_run
 
-    def _sql_histories(self, runs: list[Run]) -> dict[str, dict[str, list[Metric]]] | None:
+    def _sql_histories(self, runs: list[Run]) -> dict[str, dict[str, list[Point]]] | None:
         """From MLflow's SQL store: every point of the runs in one query, not a
         call per run and key (the same rows get_metric_history reads)."""
         from mlflow.store.tracking.dbmodels.models import SqlMetric
@@ -119,18 +130,20 @@ class Source:
         store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
         if not isinstance(store, SqlAlchemyStore) or not runs:
             return None
-        by_run: dict[str, dict[str, list[Metric]]] = {}
+        by_run: dict[str, dict[str, list[Point]]] = {}
+        table = SqlMetric.__table__
+        query = sqlalchemy.select(
+            table.c.run_uuid,
+            table.c.key,
+            table.c.value,
+            table.c.timestamp,
+            table.c.step,
+            table.c.is_nan,
+        ).where(table.c.run_uuid.in_([run.info.run_id for run in runs]))
+        nan = float("nan")
         with store.ManagedSessionMaker() as session:
-            rows = session.query(
-                SqlMetric.run_uuid,
-                SqlMetric.key,
-                SqlMetric.value,
-                SqlMetric.timestamp,
-                SqlMetric.step,
-                SqlMetric.is_nan,
-            ).filter(SqlMetric.run_uuid.in_([run.info.run_id for run in runs]))
-            for run_id, key, value, timestamp, step, is_nan in rows:
-                point = Metric(key, float("nan") if is_nan else value, timestamp, step)
+            for run_id, key, value, timestamp, step, is_nan in session.execute(query):
+                point = Point(nan if is_nan else value, timestamp, step)
                 by_run.setdefault(run_id, {}).setdefault(key, []).append(point)
         return by_run
 

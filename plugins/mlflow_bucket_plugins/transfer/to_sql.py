@@ -70,6 +70,7 @@ class SqlDestination:
         self._locations: dict[str, str] = {}
         self._datasets: dict[tuple[int, str, str], str] = {}
         self.renumbered: dict[str, str] = {}
+        self._rows: dict[Any, list[dict[str, Any]]] = {}
         self.deleted_time = get_current_time_millis()
 
     @contextmanager
@@ -175,11 +176,19 @@ class SqlDestination:
         return runs, models
 
     def write(self, eid: str, records: list[RunRecord], models: list[LoggedModel]) -> None:
+        self._rows = {
+            table: [] for table in (db.SqlTag, db.SqlParam, db.SqlMetric, db.SqlLatestMetric)
+        }
         with self._session() as session:
             for model in models:
                 self._add_model(session, int(eid), model)
             for record in records:
                 self._add_run(session, eid, record)
+            session.flush()
+            for table, rows in self._rows.items():
+                if rows:
+                    session.execute(sqlalchemy.insert(table), rows)
+        self._rows = {}
 
     def _dataset(self, session: Session, eid: int, ds: Any) -> str:
         key = (eid, ds.name, ds.digest)
@@ -229,42 +238,46 @@ class SqlDestination:
         )
         # The run row first: the others refer to it.
         session.flush()
-        for key, value in data.tags.items():
-            session.add(db.SqlTag(key=key, value=value, run_uuid=run_id))
-        for key, value in data.params.items():
-            session.add(db.SqlParam(key=key, value=value, run_uuid=run_id))
+        # Rows by the thousand: one executemany per table, not an object each.
+        rows = self._rows
+        rows[db.SqlTag].extend(
+            {"key": k, "value": v, "run_uuid": run_id} for k, v in data.tags.items()
+        )
+        rows[db.SqlParam].extend(
+            {"key": k, "value": v, "run_uuid": run_id} for k, v in data.params.items()
+        )
         for key, history in record.history.items():
-            rows: dict[tuple[Any, ...], tuple[float, bool, int, int]] = {}
+            points: dict[tuple[Any, ...], tuple[float, bool, int, int]] = {}
             for m in history:
                 number, is_nan = _sanitized(m.value)
-                rows.setdefault(
+                points.setdefault(
                     (m.timestamp, m.step, number, is_nan), (number, is_nan, m.timestamp, m.step)
                 )
             latest: tuple[float, bool, int, int] | None = None
-            for number, is_nan, timestamp, step in rows.values():
-                session.add(
-                    db.SqlMetric(
-                        key=key,
-                        value=number,
-                        timestamp=timestamp,
-                        step=step,
-                        is_nan=is_nan,
-                        run_uuid=run_id,
-                    )
+            for number, is_nan, timestamp, step in points.values():
+                rows[db.SqlMetric].append(
+                    {
+                        "key": key,
+                        "value": number,
+                        "timestamp": timestamp,
+                        "step": step,
+                        "is_nan": is_nan,
+                        "run_uuid": run_id,
+                    }
                 )
                 # The SQL store's latest value: the greatest (step, timestamp, value).
                 if latest is None or (step, timestamp, number) > (latest[3], latest[2], latest[0]):
                     latest = (number, is_nan, timestamp, step)
             if latest is not None:
-                session.add(
-                    db.SqlLatestMetric(
-                        key=key,
-                        value=latest[0],
-                        timestamp=latest[2],
-                        step=latest[3],
-                        is_nan=latest[1],
-                        run_uuid=run_id,
-                    )
+                rows[db.SqlLatestMetric].append(
+                    {
+                        "key": key,
+                        "value": latest[0],
+                        "timestamp": latest[2],
+                        "step": latest[3],
+                        "is_nan": latest[1],
+                        "run_uuid": run_id,
+                    }
                 )
         inputs = run.inputs
         for d in (inputs.dataset_inputs if inputs else None) or []:
