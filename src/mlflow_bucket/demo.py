@@ -96,6 +96,7 @@ def _pick_port(host: str, port: int) -> int:
         import socket
 
         with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError:

@@ -21,6 +21,7 @@ store's own artifact root as its default.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -31,7 +32,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,8 @@ def _server_env(extra: Mapping[str, str] | None) -> dict[str, str]:
 
 def _check_port(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As uvicorn binds: connections of a server just stopped do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
@@ -234,6 +237,24 @@ class UiServer:
             self.process.wait()
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, the server gets SIGTERM if this process dies without stopping it
+    (killed with SIGKILL): it is in a session of its own, so nothing else would."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        # Looked up here: the child, between fork and exec, only makes the call.
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def set_signal() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return set_signal
+
+
 @contextmanager
 def serve(
     served: Served,
@@ -248,8 +269,16 @@ def serve(
         port = free_port(host)
     _check_port(host, port)
     command = server_command(served, host, port)
+    # A session of its own: Ctrl-C reaches this process only, which then stops
+    # the server with one SIGTERM (uvicorn given SIGINT by the terminal and again
+    # by mlflow's CLI would force-quit with a traceback).
     process = subprocess.Popen(
-        command, env=_server_env(env), stdout=output, stderr=subprocess.STDOUT if output else None
+        command,
+        env=_server_env(env),
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
+        start_new_session=True,
+        preexec_fn=_die_with_parent(),
     )
     server = UiServer(uri=served.uri, url=f"http://{host}:{port}", process=process)
     try:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -90,3 +94,57 @@ def test_a_port_in_use_is_refused_before_anything_starts(no_config: Path) -> Non
             serve(served, port=port),
         ):
             pass
+
+
+def _start_ui(store: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``mlflow-bucket ui`` as from a terminal: its own process group, SIGINT armed."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow_bucket.cli", "ui", str(store), "--port", "0"],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        # A shell's background job would have SIGINT ignored; a terminal's has not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 240
+    while not (found := re.search(r"MLflow UI for \S+: (http://\S+)", log.read_text())):
+        if process.poll() is not None or time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"the UI did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+    return process, found.group(1)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+def _gone(url: str) -> bool:
+    deadline = time.monotonic() + 30
+    while _answers(url):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+    return True
+
+
+def test_ctrl_c_stops_the_server_cleanly(no_config: Path) -> None:
+    log = no_config / "ui.log"
+    process, url = _start_ui(no_config / "store", log)
+    assert _answers(url)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    assert process.wait(timeout=60) == 0
+    assert _gone(url)
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+@pytest.mark.slow
+def test_the_server_does_not_outlive_a_killed_command(no_config: Path) -> None:
+    process, url = _start_ui(no_config / "store", no_config / "ui.log")
+    process.kill()
+    process.wait()
+    assert _gone(url)
