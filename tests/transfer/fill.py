@@ -107,8 +107,9 @@ def fill(
     client.create_registered_model(name, tags={"owner": "ml ✓"}, description="a model ✓")
     first = made["runs"][0]
     run_uri = client.get_run(first).info.artifact_uri
-    client.create_model_version(name, f"runs:/{first}/model", run_id=first, tags={"v": "1"})
-    client.create_model_version(name, f"{run_uri}/model", run_id=first)
+    # Version 1's source is in the run's artifacts: a copy points it at its own copy of them.
+    client.create_model_version(name, f"{run_uri}/model", run_id=first, tags={"v": "1"})
+    client.create_model_version(name, f"runs:/{first}/model", run_id=first)
     # MLflow's registry stores resolve a models:/ source with the current tracking URI.
     previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
     mlflow.set_tracking_uri(uri)

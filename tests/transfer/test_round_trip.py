@@ -60,6 +60,10 @@ def test_sqlite_to_bucket_to_sqlite(
     assert client.get_run(made["runs"][2]).info.lifecycle_stage == "deleted"
     version = client.get_model_version_by_alias("classifieur ✓", "champion")
     assert (version.version, version.current_stage) in ((3, "Production"), ("3", "Production"))
+    assert client.get_model_version("classifieur ✓", "1").source == (
+        f"{first.info.artifact_uri}/model"
+    )
+    assert first.info.artifact_uri.startswith(f"{bucket_uri}/artifacts/")
     assert [f.path for f in client.list_artifacts(made["runs"][0], "model/sub")] == [
         "model/sub/deeper",
         "model/sub/weights.bin",

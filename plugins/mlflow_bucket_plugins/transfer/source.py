@@ -142,7 +142,7 @@ class Source:
         ).where(table.c.run_uuid.in_([run.info.run_id for run in runs]))
         nan = float("nan")
         with store.ManagedSessionMaker() as session:
-            for run_id, key, value, timestamp, step, is_nan in session.execute(query):
+            for run_id, key, value, timestamp, step, is_nan in session.execute(query).all():
                 point = Point(nan if is_nan else value, timestamp, step)
                 by_run.setdefault(run_id, {}).setdefault(key, []).append(point)
         return by_run
