@@ -9,6 +9,7 @@ about it: the view is attached here, lazily, and dropped with its Backend
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from mlflow_bucket.log import Log, LogView
+from mlflow_bucket.log.codec import warn_corrupt
 
 from ..tracking.backend import Backend, backend_for
 from .fold import (
@@ -28,15 +30,31 @@ from .fold import (
     new_registry_state,
 )
 
+log = logging.getLogger(__name__)
+
 
 class RegistryBackend:
     """The registry's state for one store, refreshed like the tracking views."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        registry_log = Log(backend.store, REGISTRY_LOG, cache=backend.cache)
+        warned: set[str] = set()
+
+        def report(seq: int, index: int, reason: str) -> None:
+            # Once per object and process, as for an object that does not decode.
+            where = registry_log.url(registry_log.key(seq))
+            if where not in warned:
+                warned.add(where)
+                log.warning("skipping part of %s: entry %d: %s", where, index, reason)
+                warn_corrupt(where, f"entry {index}: {reason}")
+
+        def fold(state: State, seq: int, entries: list[Entry]) -> State:
+            return fold_registry(state, seq, entries, report)
+
         self.view: LogView[State] = LogView(
-            Log(backend.store, REGISTRY_LOG, cache=backend.cache),
-            fold_registry,
+            registry_log,
+            fold,
             new_registry_state,
             dump=dump_registry,
             load=load_registry,

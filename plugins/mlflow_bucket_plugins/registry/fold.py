@@ -29,6 +29,7 @@ number at or below the state's ``seq`` again changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 Entry = dict[str, Any]
@@ -44,6 +45,7 @@ IS_PROMPT_TAG_KEY = "mlflow.prompt.is_prompt"
 EXISTS = "exists"
 MISSING = "missing"
 STALE = "stale"
+MALFORMED = "malformed"
 
 
 def new_registry_state() -> State:
@@ -106,11 +108,28 @@ def _note_prompt_tag(model: dict[str, Any], number: int, tags: dict[str, Any]) -
         pv.remove(number)
 
 
-def fold_registry(state: State, seq: int, entries: list[Entry]) -> State:
+def fold_registry(
+    state: State,
+    seq: int,
+    entries: list[Entry],
+    on_malformed: Callable[[int, int, str], None] | None = None,
+) -> State:
+    """Apply one log object's entries.
+
+    An entry of a shape no writer of this format makes (a damaged or
+    foreign writer's) is skipped where it fails, void as MALFORMED, and
+    reported through ``on_malformed(seq, index, reason)``: every reader
+    skips it alike, and the rest of the log is still read.
+    """
     if seq <= state.get("seq", 0):
         return state  # already folded: a replay changes nothing
     for index, entry in enumerate(entries):
-        _apply(state, seq, index, entry)
+        try:
+            _apply(state, seq, index, entry)
+        except (TypeError, KeyError, IndexError, AttributeError, ValueError) as exc:
+            _void(state, seq, MALFORMED)
+            if on_malformed is not None:
+                on_malformed(seq, index, f"{type(exc).__name__}: {exc}")
     state["seq"] = seq
     return state
 
