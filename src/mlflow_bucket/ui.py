@@ -31,9 +31,10 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -226,15 +227,28 @@ class UiServer:
             return
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        # mlflow's CLI forwards SIGTERM to its uvicorn child and waits for it.
-        self.process.terminate()
-        try:
+        """SIGTERM to the server's process group: MLflow's CLI and its uvicorn child
+        (older MLflow releases do not pass the signal on); SIGKILL to what still
+        runs or listens after STOP_TIMEOUT."""
+        with suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        with suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        # An orphaned uvicorn is no longer our child: watch its socket instead.
+        while self._listening() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def _listening(self) -> bool:
+        parts = urllib.parse.urlsplit(self.url)
+        try:
+            with socket.create_connection((parts.hostname, parts.port), timeout=1):
+                return True
+        except OSError:
+            return False
 
 
 def _die_with_parent() -> Callable[[], None] | None:
