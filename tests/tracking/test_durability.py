@@ -269,6 +269,39 @@ def test_other_processes_see_new_points_within_flush_and_refresh_intervals(
     print(f"\nvisibility delays on {bucket.scheme} (s):", delays)
 
 
+def test_a_created_run_is_found_by_another_process_before_the_flush_interval(
+    bucket: BucketInfo, tmp_path: Path
+) -> None:
+    """A run id handed to another process at once (``mlflow run`` creates the
+    run, then starts the entry point with MLFLOW_RUN_ID) must be found there:
+    the creation is uploaded right away, not at the writer's next interval
+    (an hour here), while the writer goes on without waiting for it."""
+    uri = f"{bucket.url}/team"
+    writer = start(
+        "log_then_hang",
+        {"uri": uri, "experiment": "handoff", "points": 0},
+        child_env(bucket.env, tmp_path / "writer", {"MLFLOW_BUCKET_FLUSH_INTERVAL": "3600"}),
+    )
+    try:
+        run_id = wait_line(writer, "READY")["run_id"]
+
+        def find() -> str:
+            client = MlflowClient(uri)
+            deadline = time.monotonic() + 120  # far below the writer's interval
+            while True:
+                try:
+                    return str(client.get_run(run_id).info.status)
+                except MlflowException:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+
+        assert _in_process(bucket, find) == "RUNNING"
+    finally:
+        writer.kill()
+        writer.wait()
+
+
 def _tagged(lines: list[str], tag: str) -> list[Any]:
     return [json.loads(line[len(tag) + 1 :]) for line in lines if line.startswith(f"{tag} ")]
 

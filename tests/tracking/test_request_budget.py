@@ -9,6 +9,10 @@ every request. Only counts are checked, never times:
 - a cold search from a new process (empty cache) costs at most 10 requests;
 - the metric histories of 10 runs cost at most one request per run.
 
+A run's creation is uploaded at once (another process may be handed its
+id), so how a run's objects fall depends on when the flusher wakes; the
+bounds hold either way.
+
 "A new process" here is what one starts with: no Backend in memory and an
 empty object cache; "exit" is what the interpreter's exit hook runs. The
 store is called directly (MLflow's client caches store instances per URI,
@@ -17,6 +21,7 @@ which would outlive a "process").
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +123,10 @@ def test_request_budget(
         _exit_and_restart(monkeypatch, tmp_path, f"run{i}")
         per_process.append(count.take()[1])
     total += sum(per_process)
-    assert sorted(per_process)[: processes - 2] == [2] * (processes - 2), per_process
+    # The creation goes up at once (another process may be handed the run
+    # id), the rest at exit; how the flusher's uploads fall in between
+    # depends on timing, so only the bound is checked.
+    assert statistics.median(per_process) <= 5, per_process
     runs = RUNS + processes
     assert total <= 5 * runs, f"{total} object writes for {runs} runs"
 

@@ -575,6 +575,16 @@ class Backend:
         self._written.add(INDEX_LOG)
         self.spool.enqueue(INDEX_LOG, entries)
 
+    def publish_soon(self) -> None:
+        """Start uploading what is queued without waiting for the flush interval.
+
+        For entries other processes look up by id as soon as the call
+        returns: a run id handed to a child process (``mlflow run`` does
+        that) must be found there, not after the next interval.
+        """
+        if self._spool is not None:
+            self._spool.wake()
+
     def now_ms(self) -> int:
         """The store's time for a register's timestamp, never less than the last one given.
 

@@ -410,6 +410,7 @@ class BucketTrackingStore(AbstractStore):
                 }
             ],
         )
+        self.backend.publish_soon()
         return self.get_run(run_id)
 
     def update_run_info(

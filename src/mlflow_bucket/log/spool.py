@@ -429,6 +429,13 @@ class Spool:
             self._wake.set()
         return batch
 
+    def wake(self) -> None:
+        """Upload what is queued now rather than at the next flush interval.
+
+        Does not wait: the caller goes on while the flusher uploads.
+        """
+        self._wake.set()
+
     def pending(self, log_key: str) -> list[Entry]:
         """Entries queued for ``log_key`` and not uploaded yet, in order (read-your-writes)."""
         with self._cond:
