@@ -14,11 +14,11 @@ Per emulator, all at the same time:
   loop, deleting log objects the UIs may be reading, once the load is
   under way.
 
-Then a new process with an empty cache reads everything back: every run,
-param, tag and point is there, each point once; and the log objects that
-remain hold no batch twice.
+Then a fresh reader (a new Backend, an empty cache) reads everything
+back: every run, param, tag and point is there, each point once; and the
+log objects that gc left hold no batch twice.
 
-Sizes: short profile (CI) 3 writers x 2 runs x 30 steps, a 4 s outage; the
+Sizes: short profile (CI) 3 writers x 3 runs x 40 steps, a 4 s outage; the
 soak profile (--soak, MLFLOW_BUCKET_SOAK=1) 16 x 50 x 500, a 60 s outage.
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 from reliability_helpers import in_process, spooled, start
-from tracking_workers import child_env, expected_value, finish, run, wait_line
+from tracking_workers import child_env, expected_value, finish, read_all, wait_line
 
 from mlflow_bucket.log import Log
 from mlflow_bucket.storage import open_store
@@ -116,8 +116,6 @@ def test_writers_and_uis_under_faults_with_a_compactor_lose_nothing(
         )
         for i in range(2)
     ]
-    for ui in uis:
-        wait_line(ui, "READY", timeout=300)
 
     # Short runs upload often, so that the log grows to many objects.
     fast = {"MLFLOW_BUCKET_FLUSH_INTERVAL": "0.3"} if profile.name == "short" else {}
@@ -143,7 +141,7 @@ def test_writers_and_uis_under_faults_with_a_compactor_lose_nothing(
                 prefix=[str(FAKETIME), "-f", offset] if offset else [],
             )
         )
-    for proc in writers:
+    for proc in [*uis, *writers]:  # started together: their imports overlap
         wait_line(proc, "READY", timeout=300)
     go.touch()
     started = time.monotonic()
@@ -179,10 +177,8 @@ def test_writers_and_uis_under_faults_with_a_compactor_lose_nothing(
         assert ui["polls"] > 0
     assert compacted["errors"] == [], compacted["errors"][:5]
 
-    # A new process, empty cache: every run, param, tag and point, each once.
-    seen = run(
-        "read_all", {"uri": uri, "experiment": "load"}, child_env(bucket.env, tmp_path / "fresh")
-    )
+    # A fresh reader, empty cache: every run, param, tag and point, each once.
+    seen = in_process(bucket, lambda: read_all(uri, "load"))
     by_name = {doc["name"]: doc for doc in seen["runs"].values()}
     assert len(seen["runs"]) == len(by_name) == profile.writers * profile.runs
     lost = 0
