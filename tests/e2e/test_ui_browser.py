@@ -136,6 +136,7 @@ def test_registry_shows_the_model_with_its_alias(page: Any, ui: Ui, screenshots:
     if promo.count():
         promo.get_by_role("button", name="Close").click()
         promo.wait_for(state="hidden")
+        page.locator(".du-bois-light-modal-mask").last.wait_for(state="hidden")  # fades out
     _shot(page, screenshots, "09-registry")
 
     page.get_by_role("link", name=MODEL, exact=True).click()
