@@ -211,7 +211,10 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="fill the SQLite source with MLflow's client (slow) instead of in bulk",
     )
-    parser.add_argument("--keep", metavar="DIR", help="keep the SQLite source there")
+    parser.add_argument("--keep", metavar="PATH", help="keep the SQLite source there")
+    parser.add_argument(
+        "--source", metavar="PATH", help="an SQLite file of W kept by --keep: no fill"
+    )
     args = parser.parse_args(argv)
 
     from mlflow_bucket.testing.fault_proxy import FaultProxy
@@ -229,9 +232,12 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[tuple[str, dict[str, Any]]] = []
     try:
         started = time.perf_counter()
-        print(f"filling {source} with W ({args.runs} runs)...", file=sys.stderr, flush=True)
-        _child(["fill" if args.client_fill else "fill-bulk", source, str(args.runs)], base_env)
-        print(f"  filled in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        if args.source:
+            shutil.copy(args.source, work / "source.db")
+        else:
+            print(f"filling {source} with W ({args.runs} runs)...", file=sys.stderr, flush=True)
+            _child(["fill" if args.client_fill else "fill-bulk", source, str(args.runs)], base_env)
+            print(f"  filled in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
         with GcsEmulator() as emulator:
             proxy = FaultProxy(emulator.endpoint, latency_ms=args.latency_ms).start()
             try:

@@ -10,9 +10,10 @@ import argparse
 import os
 import sys
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
-BUCKET_SCHEMES = ("gs", "s3", "memory", "bucket+file")
+BUCKET_SCHEMES = ("gs", "gcs", "s3", "memory", "bucket+file")
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 
@@ -58,7 +59,7 @@ def build_transfer_parsers(sub: Any) -> None:
     imp.add_argument(
         "--to",
         metavar="BUCKET_URI",
-        help="the bucket store (default: $MLFLOW_TRACKING_URI)",
+        help="the bucket store (default: the configured one, see `mlflow-bucket config`)",
     )
     _common(imp)
     exp = sub.add_parser(
@@ -72,7 +73,7 @@ def build_transfer_parsers(sub: Any) -> None:
         "--from",
         dest="source",
         metavar="BUCKET_URI",
-        help="the bucket store (default: $MLFLOW_TRACKING_URI)",
+        help="the bucket store (default: the configured one, see `mlflow-bucket config`)",
     )
     exp.add_argument(
         "--artifact-root",
@@ -96,11 +97,17 @@ def build_transfer_parsers(sub: Any) -> None:
     )
 
 
-def _tracking_uri(given: str | None, what: str) -> str:
-    uri = given or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        raise SystemExit(f"mlflow-bucket: give {what} or set MLFLOW_TRACKING_URI")
-    return uri
+def _bucket_store(given: str | None) -> str:
+    """The bucket store named on the command line, else the configured one (docs/cli.md)."""
+    from mlflow_bucket.commands.common import resolve
+
+    return resolve(given).uri
+
+
+def _refuse(message: str, code: int = 2) -> Any:
+    from mlflow_bucket.commands.common import CommandError
+
+    raise CommandError(message, code)
 
 
 def _progress(args: argparse.Namespace) -> bool | None:
@@ -116,8 +123,8 @@ def _destination(uri: str, artifact_root: str | None = None) -> Any:
         from .to_sql import SqlDestination
 
         return SqlDestination(uri, artifact_root)
-    raise SystemExit(
-        f"mlflow-bucket: cannot write to {uri!r}: give a bucket store "
+    return _refuse(
+        f"cannot write to {uri!r}: give a bucket store "
         f"({', '.join(s + '://' for s in BUCKET_SCHEMES)}) or an SQL database "
         f"({', '.join(s + '://' for s in SQL_SCHEMES)})"
     )
@@ -143,7 +150,7 @@ def check_source(uri: str) -> None:
     elif parsed.scheme == "":
         path = uri
     if path is not None and path != ":memory:" and not os.path.exists(path):
-        raise SystemExit(f"mlflow-bucket: {uri}: no such store ({path} does not exist)")
+        _refuse(f"{uri}: no such store ({path} does not exist)")
 
 
 def _copy(source_uri: str, dest_uri: str, args: argparse.Namespace) -> int:
@@ -165,26 +172,31 @@ def _copy(source_uri: str, dest_uri: str, args: argparse.Namespace) -> int:
             progress=_progress(args),
         )
     except ValueError as exc:
-        print(f"mlflow-bucket: {exc}", file=sys.stderr)
-        return 2
+        _refuse(str(exc))
     for line in report.lines():
         print(line)
     return 0
 
 
+def _handled(name: str, run: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    from mlflow_bucket.commands.common import errors_handled
+
+    return errors_handled(name)(run)
+
+
 def run_import(args: argparse.Namespace) -> int:
-    dest = _tracking_uri(args.to, "--to")
-    if not is_bucket(dest):
-        raise SystemExit(f"mlflow-bucket import: {dest!r} is not a bucket store URI")
-    return _copy(args.source, dest, args)
+    return _handled("import", lambda a: _copy(a.source, _bucket_store(a.to), a))(args)
 
 
 def run_export(args: argparse.Namespace) -> int:
-    source = _tracking_uri(args.source, "--from")
-    return _copy(source, args.dest, args)
+    return _handled("export", lambda a: _copy(_bucket_store(a.source), a.dest, a))(args)
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    return _handled("verify", _verify)(args)
+
+
+def _verify(args: argparse.Namespace) -> int:
     from .compare import differences, snapshot
     from .source import Source
 
@@ -204,8 +216,7 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         found = differences(take(args.a), take(args.b))
     except ValueError as exc:
-        print(f"mlflow-bucket: {exc}", file=sys.stderr)
-        return 2
+        _refuse(str(exc))
     for line in found:
         print(line)
     if found:
