@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +48,7 @@ from .entry_checks import Check, check_experiments_entry, check_index_entry, che
 from .fold import (
     Entry,
     State,
+    copy_doc,
     fold_experiment,
     fold_experiments,
     new_experiment_state,
@@ -474,7 +476,10 @@ class Backend:
             for kind in ("runs", "models"):
                 mine = {k: doc for (kd, k), doc in local.items() if kd == kind}
                 if mine:
-                    out[kind] = {**state[kind], **mine}
+                    # A view, not a copy: copying every run of the experiment
+                    # on each logging call made logging slow down as the
+                    # experiment grew. Readers only read it.
+                    out[kind] = ChainMap(mine, state[kind])
             yield out
 
     def _landed(self, eid: str) -> tuple[set[str], int]:
@@ -520,7 +525,7 @@ class Backend:
                     continue
                 doc_state = new_experiment_state()
                 if base_doc is not None:
-                    doc_state[kind][key] = copy.deepcopy(base_doc)
+                    doc_state[kind][key] = copy_doc(base_doc)
                 fold_experiment(doc_state, base_seq, [item[1] for item in items])
                 cached = local[ident] = (base_seq, doc_state[kind].get(key, {}))
             if cached[1]:

@@ -138,6 +138,23 @@ def _set(doc: dict[str, Any], field: str, entry: Entry, value: Any) -> bool:
     return False
 
 
+def copy_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a run's or model's doc that folding more entries leaves the
+    original untouched by.
+
+    The fold replaces registers and appends to containers, never changes a
+    point or a register in place: copying the doc, its dicts and the lists
+    they hold is enough, and far cheaper than a deep copy of every point.
+    """
+    out = dict(doc)
+    for field, value in doc.items():
+        if isinstance(value, dict):
+            out[field] = {k: list(v) if isinstance(v, list) else v for k, v in value.items()}
+        elif isinstance(value, list):
+            out[field] = list(value)
+    return out
+
+
 def _run(state: State, run_id: str) -> dict[str, Any]:
     runs = state["runs"]
     run = runs.get(run_id)
