@@ -28,13 +28,21 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import aiohttp
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from fsspec.asyn import sync
 from s3fs import S3FileSystem
 
 from .base import PART_SIZE_KEY, BlobInfo, ListPage, ObjectInfo, ObjectStore
 from .checksums import composite_matches, crc32, crc32_b64, crc32_composite
-from .errors import NotFound, StorageError, TransientError, error_for_status
+from .errors import NotFound, PermissionDenied, StorageError, TransientError, error_for_status
 
 # S3 numbers parts 1..10000.
 MAX_PARTS = 10_000
@@ -152,9 +160,29 @@ class S3Store(ObjectStore):
                 url=url,
                 code="" if code.isdigit() else code,
             ) from exc
-        except (TimeoutError, BotoCoreError, aiohttp.ClientError, OSError) as exc:
+        except (NoCredentialsError, PartialCredentialsError) as exc:
+            # Retrying cannot make credentials appear: say so at once.
+            raise PermissionDenied(
+                f"{exc} (set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an"
+                " instance role; `mlflow-bucket doctor` checks)",
+                operation=operation,
+                url=url,
+            ) from exc
+        except (
+            TimeoutError,
+            HTTPClientError,
+            BotoConnectionError,
+            IncompleteReadError,
+            aiohttp.ClientError,
+            OSError,
+        ) as exc:
             # Connection refused/reset, timeouts, truncated bodies: all worth retrying.
             raise TransientError(
+                f"{type(exc).__name__}: {exc}", operation=operation, url=url
+            ) from exc
+        except BotoCoreError as exc:
+            # The client's own set-up (region, parameters, config): not the network.
+            raise StorageError(
                 f"{type(exc).__name__}: {exc}", operation=operation, url=url
             ) from exc
 
