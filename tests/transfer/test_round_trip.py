@@ -191,3 +191,11 @@ def test_killed_import_resumes(
 
     assert run("import", source, "--to", bucket_uri, "--chunk-runs", "3") == 0
     assert run("verify", source, bucket_uri, "--ids") == 0
+
+
+@pytest.mark.parametrize("command", ["import", "export", "verify"])
+def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert f"usage: mlflow-bucket {command}" in capsys.readouterr().out

@@ -73,7 +73,8 @@ def build_transfer_parsers(sub: Any) -> None:
         "--from",
         dest="source",
         metavar="BUCKET_URI",
-        help="the bucket store (default: the configured one, see `mlflow-bucket config`)",
+        help="the store to copy (default: the configured bucket store, see "
+        "`mlflow-bucket config`; any tracking URI MLflow can open)",
     )
     exp.add_argument(
         "--artifact-root",
@@ -189,7 +190,12 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    return _handled("export", lambda a: _copy(_bucket_store(a.source), a.dest, a))(args)
+    def export(a: argparse.Namespace) -> int:
+        # --from may name any store MLflow opens (a copy between two databases, say).
+        given = a.source if a.source and not is_bucket(a.source) else None
+        return _copy(given or _bucket_store(a.source), a.dest, a)
+
+    return _handled("export", export)(args)
 
 
 def run_verify(args: argparse.Namespace) -> int:
