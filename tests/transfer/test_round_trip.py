@@ -79,6 +79,14 @@ def test_sqlite_to_bucket_to_sqlite(
     assert "registered models: 0 copied, 2 already there" in out
     assert listing(bucket_uri) == before
 
+    # A file lost (or an import cut short among the artifacts): only it is copied again.
+    lost = next(k for k in before if k.endswith("/model/sub/weights.bin"))
+    with open_store(bucket_uri) as store:
+        store.delete(lost)
+    assert run("import", source, "--to", bucket_uri) == 0
+    assert "artifact files copied: 1\n" in capsys.readouterr().out
+    assert listing(bucket_uri) == before
+
     # And back out to a new SQLite file: the same store as the source, ids and all.
     back = new_sqlite("back")
     assert run("export", back, "--from", bucket_uri, "--artifact-root", artifact_root(back)) == 0
