@@ -20,6 +20,7 @@ from conftest import artifact_root
 from fill import fill
 from mlflow import MlflowClient
 from mlflow_bucket_plugins.tracking.backend import forget_backends
+from mlflow_bucket_plugins.tracking.store import BucketTrackingStore
 
 from mlflow_bucket.cli import main
 from mlflow_bucket.storage import open_store
@@ -207,3 +208,33 @@ def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
         main([command, "--help"])
     assert exit_.value.code == 0
     assert f"usage: mlflow-bucket {command}" in capsys.readouterr().out
+
+
+def test_experiment_ids_kept_across_a_gap_or_renumbered(
+    new_sqlite: Callable[[str], str], gcs_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = new_sqlite("gap")
+    client = MlflowClient(source)
+    root = artifact_root(source)
+    for name in ("a", "b", "c"):
+        client.create_experiment(name, f"{root}/{name}")
+    client.delete_experiment("2")
+    # Purged for good (mlflow gc): id 2 is a gap.
+    client._tracking_client.store._hard_delete_experiment("2")
+
+    fresh = f"gs://{gcs_env.bucket}/fresh"
+    assert run("import", source, "--to", fresh) == 0
+    assert "in the destination" not in capsys.readouterr().out
+    assert run("verify", source, fresh, "--ids") == 0
+
+    taken = f"gs://{gcs_env.bucket}/taken"
+    # Not through MlflowClient: MLflow would keep that store (and its view of
+    # the bucket) for this URI, and verify would read it a moment stale.
+    BucketTrackingStore(taken).create_experiment("already here")
+    forget_backends()
+    assert run("import", source, "--to", taken) == 0
+    out = capsys.readouterr().out
+    assert "experiment 1 is 2 in the destination" in out
+    assert "experiment 3 is" not in out  # the log's next number is still 3
+    assert run("verify", source, taken, "--ids") == 1
+    assert "experiment 'a' id: A has '1', B has '2'" in capsys.readouterr().out
