@@ -205,6 +205,7 @@ def _same_error(kind: str, ours: MlflowException, theirs: MlflowException) -> bo
     )
 
 
+@pytest.mark.timeout(3600)  # the soak profile's 1,000 examples
 def test_hostile_tracking_calls_get_mlflows_errors(
     make_sqlite_store: Callable[[], Any], profile: Any, record_figures: Any
 ) -> None:

@@ -229,6 +229,7 @@ def fresh_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     fresh()
 
 
+@pytest.mark.timeout(3600)  # the soak profile's 1,000 examples
 def test_damaged_and_foreign_objects_never_crash_a_reader(
     monkeypatch: pytest.MonkeyPatch, fresh_state: Any, profile: Any, record_figures: Any
 ) -> None:
