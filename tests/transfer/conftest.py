@@ -26,6 +26,8 @@ def _isolated(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
     base = tmp_path_factory.mktemp("bucket-state")
+    # A SQL store's experiment 0 keeps artifacts under ./mlruns: not in the checkout.
+    monkeypatch.chdir(base)
     monkeypatch.setenv("MLFLOW_BUCKET_SPOOL_DIR", str(base / "spool"))
     monkeypatch.setenv("MLFLOW_BUCKET_CACHE_DIR", str(base / "cache"))
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
