@@ -86,6 +86,13 @@ def count_retained(uri: str, eid: str) -> dict[str, Any]:
     }
 
 
+def _recover(uri: str) -> None:
+    """Open the store where a writer left batches: its spool is claimed and uploaded."""
+    from mlflow_bucket_plugins.tracking.backend import backend_for
+
+    assert backend_for(uri).flush(600)
+
+
 def _faults(stats: dict[str, Any]) -> dict[str, int]:
     return {k: int(v) for k, v in stats["faults"].items() if v}
 
@@ -162,8 +169,13 @@ def test_writers_and_uis_under_faults_with_a_compactor_lose_nothing(
     for w, offset in clocks.items():  # the skewed clocks really were off
         skew = int(offset[:-1]) * 1000
         assert abs(results[w]["local_ms"] - time.time() * 1000 - skew) < 120_000
-    # Everything was uploaded by the writers themselves, outage or not.
-    assert all(spooled(tmp_path / f"writer{w}") == [] for w in range(profile.writers))
+    # A clean exit uploads for up to 30 s and leaves the rest to the next
+    # process on that machine (docs/tracking.md): count it, then be that process.
+    left = {w: len(spooled(tmp_path / f"writer{w}")) for w in range(profile.writers)}
+    for w, n in left.items():
+        if n:
+            in_process(bucket, lambda: _recover(uri), spool=tmp_path / f"writer{w}" / "spool")
+            assert spooled(tmp_path / f"writer{w}") == []
     wait_line(compactor, "PROGRESS", timeout=300)  # one more round after the last write
     stop.touch()
     compacted = finish(compactor, timeout=600)
@@ -216,6 +228,7 @@ def test_writers_and_uis_under_faults_with_a_compactor_lose_nothing(
         checkpoints_written=compacted["checkpoints"],
         objects_deleted_by_gc=compacted["deleted"],
         log_objects_left=counts["objects"],
+        batches_left_at_exit=left,
         lost=lost,
         duplicated=counts["point_dups"] + counts["batch_dups"],
     )
