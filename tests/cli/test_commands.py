@@ -212,18 +212,19 @@ def _keys(folder: Path, part: str) -> set[str]:
 def test_compact_then_gc_on_a_folder(cli: Cli, project: Path) -> None:
     store = project / "store"
     uri = folder_uri(store)
-    # Two "processes", two log objects per log (a process checkpoints at exit
-    # from three on).
+    # Two "processes", each creating one run: two objects in the index log.
+    # (The experiment's log gets two or more each, depending on the
+    # flusher's timing, and a process checkpoints it at exit from three on.)
     for _ in range(2):
         log_runs(uri, "alpha", 1)
     before = cli("status", uri, "--json").out
 
     dry = cli("compact", uri, "--dry-run")
-    assert dry.code == 0 and "would checkpoint tracking/exp/1 at 2" in dry.out
-    assert not _keys(store, "ckpt")
+    assert dry.code == 0 and "would checkpoint tracking/index at 2" in dry.out
+    assert not _keys(store / "tracking" / "index", "ckpt")
     result = cli("compact", uri)
     assert result.code == 0
-    assert "checkpointed tracking/exp/1 at 2 (2 log object(s) folded)" in result.out
+    assert "checkpointed tracking/index at 2 (2 log object(s) folded)" in result.out
     assert cli("compact", uri).out.rstrip().endswith("0 checkpointed, 4 up to date")
 
     # Young objects are never deleted.
@@ -233,8 +234,8 @@ def test_compact_then_gc_on_a_folder(cli: Cli, project: Path) -> None:
     _age(store, 7200)
     planned = json.loads(cli("gc", uri, "--dry-run", "--json").out)
     doomed = {k for log in planned["logs"] for k in log["log_objects"]}
-    assert "tracking/exp/1/log/000000000001" in doomed
-    assert "tracking/exp/1/log/000000000002" not in doomed  # a log's newest object stays
+    assert "tracking/index/log/000000000001" in doomed
+    assert "tracking/index/log/000000000002" not in doomed  # a log's newest object stays
     text = cli("gc", uri, "--dry-run")
     assert (
         f"would delete {uri.replace('bucket+file', 'file')}" in text.out
@@ -365,9 +366,12 @@ def test_compact_and_gc_dry_run_on_gcs(cli: Cli, project: Path, gcs_uri: str) ->
         log_runs(gcs_uri, "alpha", 1)
     result = cli("compact", gcs_uri)
     assert result.code == 0, result.err
-    assert "checkpointed tracking/exp/1 at 2" in result.out
+    # How many log objects the runs made (and whether a process's exit
+    # checkpointed them already) depends on the flusher's timing: only
+    # that everything is folded now is certain.
+    assert "checkpointed tracking/index at" in result.out
     dry = json.loads(cli("gc", gcs_uri, "--dry-run", "--json").out)
     exp = next(log for log in dry["logs"] if log["root"] == "tracking/exp/1")
-    assert exp["checkpoint"] == 2 and exp["unfolded"] == 0
+    assert exp["checkpoint"] >= 2 and exp["unfolded"] == 0
     assert exp["log_objects"] == []  # younger than the retention window
     assert cli("gc", gcs_uri).out.startswith("deleted 0 log object(s)")
