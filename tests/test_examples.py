@@ -236,9 +236,6 @@ def test_mlflow_run_executes_the_project_into_the_bucket(gcs_env: Any, tmp_path:
     env = {
         **gcs_env.env,
         "MLFLOW_TRACKING_URI": uri,
-        # As examples/project/README.md says: the run must be in the bucket before
-        # the entry point's process continues it.
-        "MLFLOW_BUCKET_SYNC": "1",
         # The project's command runs `python`: this environment's, as with an activated venv.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
     }

@@ -26,9 +26,6 @@ def main() -> str:
     # The project's command says `python`: make that this interpreter, so the
     # project runs in this environment (what --env-manager local means).
     os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])
-    # The run is created here and continued by the entry point's process: upload
-    # it before that process looks for it (README.md).
-    os.environ.setdefault("MLFLOW_BUCKET_SYNC", "1")
     submitted = mlflow.projects.run(
         str(HERE),
         parameters={"learning_rate": 0.2, "n_estimators": 30},
