@@ -278,13 +278,6 @@ def test_hostile_tracking_calls_get_mlflows_errors(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: BucketTrackingStore.log_metric/log_batch accept a step or timestamp past "
-    "int64, which MLflow's protobuf Metric cannot carry: the stock server's runs/search, "
-    "runs/get and metrics/get-history then answer 500 for the run and its experiment "
-    "(plugins/mlflow_bucket_plugins/tracking/store.py; SQLite refuses with an MlflowException)",
-)
 @pytest.mark.parametrize("step", [2**63, -(2**63) - 1])
 def test_a_step_past_int64_is_refused(
     step: int, make_sqlite_store: Callable[[], Any], monkeypatch: pytest.MonkeyPatch

@@ -337,13 +337,6 @@ def test_a_registry_entry_of_a_hostile_shape_is_skipped_with_a_warning(
     assert {m.name for m in client.search_registered_models()} == {"kept", "after"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a metric-history side object that decodes but holds no history (null, a "
-    "list...) makes get_metric_history raise TypeError (merge_history in "
-    "plugins/mlflow_bucket_plugins/tracking/backend.py; read_history checks decoding, not "
-    "shape): the server's metric pages answer 500",
-)
 def test_a_side_object_of_another_shape_is_skipped_with_a_warning(fresh_state: Any) -> None:
     """Found by the fuzzer (also with a list, or a dict of numbers, for a history)."""
     memory.reset_memory_buckets()
