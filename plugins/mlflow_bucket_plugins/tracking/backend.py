@@ -132,10 +132,28 @@ def _readable_side(side: SideObjects, ref: str | None) -> Any:
     if not ref:
         return {}
     try:
-        return side.get(ref)
+        return checked_history(side.get(ref), side.url(ref))
     except CorruptObject as exc:
         _warn_damaged_history(exc)
         return {}
+
+
+def checked_history(data: Any, where: str) -> dict[str, Any]:
+    """``data`` if it has a metric history's shape (metric key -> points of
+    [value, is_nan, timestamp, step]); else CorruptObject naming ``where``.
+
+    A side object can decode and still be something else (foreign, or
+    written by a buggy writer): the readers index into it, so it is
+    refused here rather than crash them.
+    """
+    if isinstance(data, dict) and all(
+        isinstance(key, str)
+        and isinstance(points, list)
+        and all(isinstance(p, list) and len(p) == 4 for p in points)
+        for key, points in data.items()
+    ):
+        return data
+    raise CorruptObject(where, "not a metric history")
 
 
 def _guarded(fold: Callable[[State, int, list[Entry]], State], check: Check, target: Log) -> Any:
@@ -534,8 +552,9 @@ class Backend:
 
     def read_history(self, eid: str, ref: str) -> dict[str, Any]:
         """A run's metric history as of its experiment's checkpoint ({} if damaged, warned)."""
+        log = self.experiment_view(eid).log
         try:
-            history: dict[str, Any] = self.experiment_view(eid).log.read_side(ref)
+            history = checked_history(log.read_side(ref), log.url(log.side_key(ref)))
         except CorruptObject as exc:
             _warn_damaged_history(exc)
             return {}

@@ -103,6 +103,27 @@ def _stages(view_type: int) -> list[str]:
     return list(LifecycleStage.view_type_to_stages(view_type))
 
 
+_INT64_MIN, _INT64_END = -(2**63), 2**63
+
+
+def _validate_int64(metrics: list[Metric]) -> None:
+    """Steps and timestamps must fit MLflow's protobuf int64 fields.
+
+    Stored, a larger one would make every answer that carries the run
+    (runs/search, runs/get, the metric pages) fail to serialise. MLflow's
+    SQL store refuses it too, with a database error (INTERNAL_ERROR); this
+    says what is wrong (docs/tracking.md).
+    """
+    for m in metrics:
+        for field, value in (("timestamp", m.timestamp), ("step", m.step)):
+            if not _INT64_MIN <= value < _INT64_END:
+                raise MlflowException(
+                    f"Invalid value {value} for metric '{m.key}' {field}: "
+                    "it must fit in a 64-bit signed integer",
+                    INVALID_PARAMETER_VALUE,
+                )
+
+
 @fill_unsupported
 class BucketTrackingStore(AbstractStore):
     """MLflow tracking store whose whole state lives in a bucket."""
@@ -487,6 +508,7 @@ class BucketTrackingStore(AbstractStore):
         self, run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]
     ) -> None:
         metrics, params, tags = _validate_batch_log_data(metrics, params, tags)
+        _validate_int64(metrics)
         _validate_batch_log_limits(metrics, params, tags)
         _validate_param_keys_unique(params)
         eid, doc = self._active_run(run_id)

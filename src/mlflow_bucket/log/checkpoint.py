@@ -120,6 +120,10 @@ class SideObjects:
     def get(self, ref: str) -> Any:
         return self._log.read_side(ref)
 
+    def url(self, ref: str) -> str:
+        """Where side object ``ref`` lives, for messages."""
+        return self._log.url(self._log.side_key(ref))
+
 
 def _older(info: ObjectInfo, cutoff: datetime) -> bool:
     if info.updated is None:
