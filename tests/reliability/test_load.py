@@ -115,6 +115,17 @@ def test_writers_and_uis_under_faults_with_a_compactor_lose_nothing(
     flaky(wproxy, seed=1, stalls=True)
     flaky(rproxy, seed=2, stalls=profile.name == "soak")
     stop = tmp_path / "stop"
+    children: list[Any] = []
+
+    def cleanup() -> None:
+        # A failed check must not leave the UIs and the compactor polling.
+        stop.touch()
+        for proc in children:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    request.addfinalizer(cleanup)
 
     uis = [
         start(
@@ -125,6 +136,7 @@ def test_writers_and_uis_under_faults_with_a_compactor_lose_nothing(
         for i in range(2)
     ]
 
+    children.extend(uis)
     # Short runs upload often, so that the log grows to many objects.
     fast = {"MLFLOW_BUCKET_FLUSH_INTERVAL": "0.3"} if profile.name == "short" else {}
     go = tmp_path / "go"
@@ -150,6 +162,8 @@ def test_writers_and_uis_under_faults_with_a_compactor_lose_nothing(
             )
         )
 
+    children.extend(writers)
+
     # Each writer's clock against ours, read the moment it is printed (one
     # reading thread per writer): the skewed clocks really are off.
     def clock_of(proc: Any) -> float:
@@ -169,6 +183,7 @@ def test_writers_and_uis_under_faults_with_a_compactor_lose_nothing(
         {"uri": uri, "experiment_id": eid, "retention": profile.retention_s, "stop": str(stop)},
         child_env(bucket.env, tmp_path / "compactor"),
     )
+    children.append(compactor)
     wait_line(compactor, "READY", timeout=300)
     wproxy.outage(profile.outage_s)
 
