@@ -6,6 +6,8 @@ project's own pytest plugin, mlflow_bucket.testing.pytest_plugin.
 
 from __future__ import annotations
 
+import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,6 +23,32 @@ BACKENDS = ["memory", "local", "gcs", "s3"]
 FAST_RETRY = RetryPolicy(max_attempts=8, initial_wait=0.01, max_wait=0.2, deadline=20)
 
 StoreFactory = Callable[..., ObjectStore]
+
+
+@pytest.fixture(autouse=True)
+def _no_state_left_for_later_tests() -> Iterator[None]:
+    """Each test leaves os.environ and MLflow's fluent state as it found them.
+
+    MLflow's set_tracking_uri and set_experiment also write os.environ
+    (MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID) for child processes: left
+    there, one test's store and experiment reach every later test's
+    subprocesses, which then log to the wrong place.
+    """
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+    if "mlflow" in sys.modules:
+        from mlflow.tracking import _model_registry, _tracking_service, fluent
+
+        for module, name in (
+            (_tracking_service.utils, "_tracking_uri"),
+            (_model_registry.utils, "_registry_uri"),
+            (fluent, "_active_experiment_id"),
+        ):
+            if hasattr(module, name):
+                setattr(module, name, None)
 
 
 @pytest.fixture(autouse=True)

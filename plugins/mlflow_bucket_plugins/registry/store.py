@@ -62,6 +62,7 @@ from mlflow.utils.validation import (
 
 from mlflow_bucket.marker import UnknownFormat
 
+from ..storage_errors import storage_errors_as_mlflow
 from .backend import RegistryBackend, registry_for
 from .fold import EXISTS, IS_PROMPT_TAG_KEY, MISSING, STALE, State
 
@@ -347,6 +348,7 @@ def _page(
 # -- the store -----------------------------------------------------------------------
 
 
+@storage_errors_as_mlflow
 class BucketRegistryStore(AbstractStore):
     """MLflow model registry store whose whole state lives in a bucket."""
 

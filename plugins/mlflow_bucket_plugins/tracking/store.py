@@ -65,6 +65,7 @@ from mlflow.utils.validation import (
 from mlflow_bucket.marker import MARKER_KEY, UnknownFormat
 from mlflow_bucket.storage import StorageError
 
+from ..storage_errors import storage_errors_as_mlflow
 from . import entities, search
 from .backend import Backend, backend_for
 from .fold import DEFAULT_EXPERIMENT_ID, experiment_id_for, metric_point, register_value
@@ -124,6 +125,7 @@ def _validate_int64(metrics: list[Metric]) -> None:
                 )
 
 
+@storage_errors_as_mlflow
 @fill_unsupported
 class BucketTrackingStore(AbstractStore):
     """MLflow tracking store whose whole state lives in a bucket."""
