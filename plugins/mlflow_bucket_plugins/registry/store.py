@@ -48,23 +48,14 @@ from mlflow.store.model_registry import (
 )
 from mlflow.store.model_registry.abstract_store import AbstractStore
 from mlflow.utils.search_utils import SearchModelUtils, SearchModelVersionUtils, SearchUtils
-from mlflow.utils.validation import (
-    _REGISTERED_MODEL_ALIAS_LATEST,
-    _validate_model_alias_name,
-    _validate_model_alias_name_reserved,
-    _validate_model_name,
-    _validate_model_renaming,
-    _validate_model_version,
-    _validate_model_version_tag,
-    _validate_registered_model_tag,
-    _validate_tag_name,
-)
 
 from mlflow_bucket.marker import UnknownFormat
 
+from .. import mlflow_compat as compat
 from ..storage_errors import storage_errors_as_mlflow
 from .backend import RegistryBackend, registry_for
 from .fold import EXISTS, IS_PROMPT_TAG_KEY, MISSING, STALE, State
+from .unsupported_calls import fill_registry_unsupported
 
 Doc = dict[str, Any]
 
@@ -78,7 +69,7 @@ class StaleAlias(MlflowException):
 
 def _version_number(version: Any) -> int:
     """MLflow's check of a version number, and the number (older MLflows return nothing)."""
-    _validate_model_version(version)
+    compat.validate_model_version(version)
     return int(version)
 
 
@@ -349,6 +340,7 @@ def _page(
 
 
 @storage_errors_as_mlflow
+@fill_registry_unsupported
 class BucketRegistryStore(AbstractStore):
     """MLflow model registry store whose whole state lives in a bucket."""
 
@@ -446,9 +438,9 @@ class BucketRegistryStore(AbstractStore):
         description: str | None = None,
         deployment_job_id: str | None = None,
     ) -> RegisteredModel:
-        _validate_model_name(name)
+        compat.validate_model_name(name)
         for tag in tags or []:
-            _validate_registered_model_tag(tag.key, tag.value)
+            compat.validate_registered_model_tag(tag.key, tag.value)
         existing = self._find(lambda s: (m := self._model_doc(s, name)) and model_entity(m))
         if existing is None:
             _, void = self._commit(
@@ -474,7 +466,7 @@ class BucketRegistryStore(AbstractStore):
     def update_registered_model(
         self, name: str, description: str | None, deployment_job_id: str | None = None
     ) -> RegisteredModel:
-        _validate_model_name(name)
+        compat.validate_model_name(name)
         self._require_model(name)
         _, void = self._commit(
             {"op": "rm.update", "name": name, "desc": description, "time": self._now_ms()}
@@ -484,8 +476,8 @@ class BucketRegistryStore(AbstractStore):
         return self._read_model(name)
 
     def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
-        _validate_model_renaming(new_name)
-        _validate_model_name(name)
+        compat.validate_model_renaming(new_name)
+        compat.validate_model_name(name)
         self._require_model(name)
         with self.registry.state() as state:
             holder = state["names"].get(new_name)
@@ -504,14 +496,14 @@ class BucketRegistryStore(AbstractStore):
         return self._read_model(new_name)
 
     def delete_registered_model(self, name: str) -> None:
-        _validate_model_name(name)
+        compat.validate_model_name(name)
         self._require_model(name)
         _, void = self._commit({"op": "rm.delete", "name": name, "time": self._now_ms()})
         if void is not None:
             raise _model_not_found(name)
 
     def get_registered_model(self, name: str) -> RegisteredModel:
-        _validate_model_name(name)
+        compat.validate_model_name(name)
         return self._read_model(name)
 
     def search_registered_models(
@@ -545,7 +537,7 @@ class BucketRegistryStore(AbstractStore):
             return PagedList([model_entity(m) for m in page], token)
 
     def get_latest_versions(self, name: str, stages: list[str] | None = None) -> list[ModelVersion]:
-        _validate_model_name(name)
+        compat.validate_model_name(name)
         self._require_model(name)
         if not stages:
             expected = {get_canonical_stage(stage) for stage in ALL_STAGES}
@@ -562,8 +554,8 @@ class BucketRegistryStore(AbstractStore):
             ]
 
     def set_registered_model_tag(self, name: str, tag: RegisteredModelTag) -> None:
-        _validate_model_name(name)
-        _validate_registered_model_tag(tag.key, tag.value)
+        compat.validate_model_name(name)
+        compat.validate_registered_model_tag(tag.key, tag.value)
         self._require_model(name)
         _, void = self._commit(
             {
@@ -578,8 +570,8 @@ class BucketRegistryStore(AbstractStore):
             raise _model_not_found(name)
 
     def delete_registered_model_tag(self, name: str, key: str) -> None:
-        _validate_model_name(name)
-        _validate_tag_name(key)
+        compat.validate_model_name(name)
+        compat.validate_tag_name(key)
         self._require_model(name)
         if not self._present(lambda s: (m := self._model_doc(s, name)) is None or key in m["tags"]):
             return  # like the SQL store: deleting a missing tag is not an error
@@ -607,14 +599,12 @@ class BucketRegistryStore(AbstractStore):
         local_model_path: str | None = None,
         model_id: str | None = None,
     ) -> ModelVersion:
-        from mlflow.store.artifact.utils.models import _parse_model_uri
-
-        _validate_model_name(name)
+        compat.validate_model_name(name)
         for tag in tags or []:
-            _validate_model_version_tag(tag.key, tag.value)
+            compat.validate_model_version_tag(tag.key, tag.value)
         storage_location = source
         if urllib.parse.urlparse(source).scheme == "models":
-            parsed_uri = _parse_model_uri(source)
+            parsed_uri = compat.parse_model_uri(source)
             try:
                 if parsed_uri.model_id is not None:
                     logged = self._tracking_client().get_logged_model(parsed_uri.model_id)
@@ -665,7 +655,7 @@ class BucketRegistryStore(AbstractStore):
 
     def _version_write(self, name: str, version: Any, entry: dict[str, Any]) -> tuple[int, int]:
         """Validate, check the version exists, append; (log number, version number)."""
-        _validate_model_name(name)
+        compat.validate_model_name(name)
         number = _version_number(version)
         self._require_version(name, number)
         seq, void = self._commit({**entry, "name": name, "version": number})
@@ -708,11 +698,11 @@ class BucketRegistryStore(AbstractStore):
         self._version_write(name, number, {"op": "mv.delete", "time": self._now_ms()})
 
     def get_model_version(self, name: str, version: Any) -> ModelVersion:
-        _validate_model_name(name)
+        compat.validate_model_name(name)
         return self._read_version(name, _version_number(version))
 
     def get_model_version_download_uri(self, name: str, version: Any) -> str:
-        _validate_model_name(name)
+        compat.validate_model_name(name)
         number = _version_number(version)
 
         def pick(state: State) -> str | None:
@@ -796,9 +786,9 @@ class BucketRegistryStore(AbstractStore):
         ]
 
     def set_model_version_tag(self, name: str, version: Any, tag: ModelVersionTag) -> None:
-        _validate_model_name(name)
+        compat.validate_model_name(name)
         number = _version_number(version)
-        _validate_model_version_tag(tag.key, tag.value)
+        compat.validate_model_version_tag(tag.key, tag.value)
         self._version_write(
             name,
             number,
@@ -807,18 +797,18 @@ class BucketRegistryStore(AbstractStore):
 
     def set_model_version_tags(self, name: str, version: Any, tags: dict[str, str]) -> None:
         """Set several tags of a version in one atomic step (one log entry)."""
-        _validate_model_name(name)
+        compat.validate_model_name(name)
         number = _version_number(version)
         for key, value in tags.items():
-            _validate_model_version_tag(key, value)
+            compat.validate_model_version_tag(key, value)
         self._version_write(
             name, number, {"op": "mv.tag", "tags": dict(tags), "time": self._now_ms()}
         )
 
     def delete_model_version_tag(self, name: str, version: Any, key: str) -> None:
-        _validate_model_name(name)
+        compat.validate_model_name(name)
         number = _version_number(version)
-        _validate_tag_name(key)
+        compat.validate_tag_name(key)
         self._require_version(name, number)
         if not self._present(
             lambda s: (f := self._version_doc(s, name, number)) is None or key in f[1]["tags"]
@@ -829,9 +819,9 @@ class BucketRegistryStore(AbstractStore):
     # -- aliases ---------------------------------------------------------------------------
 
     def set_registered_model_alias(self, name: str, alias: str, version: Any) -> None:
-        _validate_model_name(name)
-        _validate_model_alias_name(alias)
-        _validate_model_alias_name_reserved(alias)
+        compat.validate_model_name(name)
+        compat.validate_alias_name(alias)
+        compat.validate_alias_name_reserved(alias)
         self._version_write(
             name, version, {"op": "alias.set", "alias": alias, "time": self._now_ms()}
         )
@@ -850,13 +840,13 @@ class BucketRegistryStore(AbstractStore):
         only if the alias moves. Raises StaleAlias if another writer moved the
         alias first (in log order); nothing was changed then.
         """
-        _validate_model_name(name)
-        _validate_model_alias_name(alias)
-        _validate_model_alias_name_reserved(alias)
+        compat.validate_model_name(name)
+        compat.validate_alias_name(alias)
+        compat.validate_alias_name_reserved(alias)
         number = _version_number(version)
         for items in (tags or {}).values():
             for key, value in items.items():
-                _validate_model_version_tag(key, value)
+                compat.validate_model_version_tag(key, value)
         self._require_version(name, number)
         _, void = self._commit(
             {
@@ -878,8 +868,8 @@ class BucketRegistryStore(AbstractStore):
             raise _version_not_found(name, number)
 
     def delete_registered_model_alias(self, name: str, alias: str) -> None:
-        _validate_model_name(name)
-        _validate_model_alias_name(alias)
+        compat.validate_model_name(name)
+        compat.validate_alias_name(alias)
         self._require_model(name)
         if not self._present(
             lambda s: (m := self._model_doc(s, name)) is None or alias in m["aliases"]
@@ -892,9 +882,9 @@ class BucketRegistryStore(AbstractStore):
             raise _model_not_found(name)
 
     def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
-        _validate_model_name(name)
-        _validate_model_alias_name(alias)
-        if alias.lower() == _REGISTERED_MODEL_ALIAS_LATEST:
+        compat.validate_model_name(name)
+        compat.validate_alias_name(alias)
+        if alias.lower() == compat.ALIAS_LATEST:
             if versions := self.get_latest_versions(name):
                 return max(versions, key=lambda mv: int(mv.version))
             raise MlflowException(
@@ -932,14 +922,3 @@ class BucketRegistryStore(AbstractStore):
 
     def _await_model_version_creation(self, mv: ModelVersion, await_creation_for: int) -> None:
         """Versions are READY when created: nothing to wait for (as the SQL store)."""
-
-    def list_webhooks(
-        self, max_results: int | None = None, page_token: str | None = None
-    ) -> PagedList[Any]:
-        """No webhooks are stored in a bucket: the server's deliveries find none."""
-        return PagedList([], None)
-
-    def list_webhooks_by_event(
-        self, event: Any, max_results: int | None = None, page_token: str | None = None
-    ) -> PagedList[Any]:
-        return PagedList([], None)

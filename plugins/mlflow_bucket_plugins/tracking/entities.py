@@ -144,5 +144,6 @@ def to_logged_model(
         status=LoggedModelStatus(status),
         tags=[LoggedModelTag(k, v) for k, v in live_tags(doc["tags"]).items()],
         params=[LoggedModelParameter(k, v) for k, v in doc["params"].items()],
-        metrics=metrics,
+        # MLflow's SQL store gives None, not [], for a model without metrics.
+        metrics=metrics or None,
     )

@@ -312,6 +312,11 @@ def _fold_model(state: State, seq: int, entry: Entry) -> None:
                 model["params"].setdefault(key, value)
         for key, value in (entry.get("tags") or {}).items():
             _set(model["tags"], key, entry, value)
+    elif op == "model.params":
+        # Set once: the first value of a key in log order stands (the writer refuses
+        # a second one; a race between two writers is decided by the log).
+        for key, value in (entry.get("params") or {}).items():
+            model["params"].setdefault(key, value)
     elif op == "model.finalize":
         _set(model, "status", entry, entry["status"])
     elif op == "model.tag":

@@ -34,6 +34,7 @@ from mlflow.entities.logged_model_tag import LoggedModelTag
 from mlflow.entities.metric import MetricWithRunId
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
+    BAD_REQUEST,
     INVALID_PARAMETER_VALUE,
     INVALID_STATE,
     RESOURCE_ALREADY_EXISTS,
@@ -43,33 +44,20 @@ from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD
 from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_LOGGED_MODELS, MLFLOW_RUN_NAME
-from mlflow.utils.name_utils import _generate_random_name
 from mlflow.utils.search_utils import (
     SearchUtils,
 )
 from mlflow.utils.time import get_current_time_millis
-from mlflow.utils.validation import (
-    _validate_batch_log_data,
-    _validate_batch_log_limits,
-    _validate_dataset_inputs,
-    _validate_experiment_artifact_location_length,
-    _validate_experiment_name,
-    _validate_experiment_tag,
-    _validate_logged_model_name,
-    _validate_metric,
-    _validate_param_keys_unique,
-    _validate_run_id,
-    _validate_tag,
-)
 
 from mlflow_bucket.marker import MARKER_KEY, UnknownFormat
 from mlflow_bucket.storage import StorageError
 
+from .. import mlflow_compat as compat
 from ..storage_errors import storage_errors_as_mlflow
 from . import entities, search
 from .backend import Backend, backend_for
 from .fold import DEFAULT_EXPERIMENT_ID, experiment_id_for, metric_point, register_value
-from .unsupported import fill_unsupported
+from .unsupported_calls import fill_tracking_unsupported
 
 _parse_experiment_id = search.parse_experiment_id
 
@@ -125,8 +113,27 @@ def _validate_int64(metrics: list[Metric]) -> None:
                 )
 
 
+def _model_strings(kind: str, items: Sequence[Any]) -> dict[str, str]:
+    """A logged model's params or tags as MLflow's SQL store keeps them: ``str(value)``.
+
+    It refuses a missing key or value (its columns are NOT NULL) with
+    BAD_REQUEST; stored as given, an int came back as an int to this process
+    and made the entry unreadable to every other one.
+    """
+    out: dict[str, str] = {}
+    for item in items:
+        if item.key is None or item.value is None:
+            raise MlflowException(
+                f"A logged model {kind} needs a key and a value, got "
+                f"key={item.key!r}, value={item.value!r}",
+                BAD_REQUEST,
+            )
+        out[str(item.key)] = str(item.value)
+    return out
+
+
 @storage_errors_as_mlflow
-@fill_unsupported
+@fill_tracking_unsupported
 class BucketTrackingStore(AbstractStore):
     """MLflow tracking store whose whole state lives in a bucket."""
 
@@ -214,11 +221,11 @@ class BucketTrackingStore(AbstractStore):
         artifact_location: str | None = None,
         tags: Sequence[Any] | None = None,
     ) -> str:
-        _validate_experiment_name(name)
+        compat.validate_experiment_name(name)
         if artifact_location:
-            _validate_experiment_artifact_location_length(artifact_location)
+            compat.validate_experiment_artifact_location_length(artifact_location)
         for tag in tags or []:
-            _validate_experiment_tag(tag.key, tag.value)
+            compat.validate_experiment_tag(tag.key, tag.value)
         if name in self.backend.experiments_state(fresh=True)["names"]:
             raise MlflowException(
                 f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
@@ -274,7 +281,7 @@ class BucketTrackingStore(AbstractStore):
         self._set_experiment_stage(experiment_id, LifecycleStage.ACTIVE, ViewType.DELETED_ONLY)
 
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:
-        _validate_experiment_name(new_name)
+        compat.validate_experiment_name(new_name)
         eid, doc = self._experiment_doc(experiment_id)
         if doc["stage"] != LifecycleStage.ACTIVE:
             raise MlflowException("Cannot rename a non-active experiment.", INVALID_STATE)
@@ -292,7 +299,7 @@ class BucketTrackingStore(AbstractStore):
             )
 
     def set_experiment_tag(self, experiment_id: str, tag: Any) -> None:
-        _validate_experiment_tag(tag.key, tag.value)
+        compat.validate_experiment_tag(tag.key, tag.value)
         eid, doc = self._experiment_doc(experiment_id)
         if doc["stage"] != LifecycleStage.ACTIVE:
             raise MlflowException(
@@ -414,8 +421,8 @@ class BucketTrackingStore(AbstractStore):
                 f"different values (run_name='{run_name}', mlflow.runName='{name_tag}').",
                 INVALID_PARAMETER_VALUE,
             )
-        run_name = run_name or name_tag or _generate_random_name()
-        checked = {t.key: t.value for t in (_validate_tag(t.key, t.value) for t in tags)}
+        run_name = run_name or name_tag or compat.generate_random_name()
+        checked = {t.key: t.value for t in (compat.validate_tag(t.key, t.value) for t in tags)}
         checked[MLFLOW_RUN_NAME] = run_name
         run_id = uuid.uuid4().hex
         self.backend.write_index([{"op": "idx.run", "id": run_id, "exp": eid}])
@@ -490,29 +497,29 @@ class BucketTrackingStore(AbstractStore):
     # not: a malformed id is just not found); log_batch does.
 
     def log_metric(self, run_id: str, metric: Metric) -> None:
-        _validate_metric(metric.key, metric.value, metric.timestamp, metric.step)
+        compat.validate_metric(metric.key, metric.value, metric.timestamp, metric.step)
         self._log_batch(run_id, [metric], [], [])
 
     def log_param(self, run_id: str, param: Param) -> None:
         self._log_batch(run_id, [], [param], [])
 
     def set_tag(self, run_id: str, tag: RunTag) -> None:
-        tag = _validate_tag(tag.key, tag.value)
+        tag = compat.validate_tag(tag.key, tag.value)
         self._log_batch(run_id, [], [], [tag])
 
     def log_batch(
         self, run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]
     ) -> None:
-        _validate_run_id(run_id)
+        compat.validate_run_id(run_id)
         self._log_batch(run_id, metrics, params, tags)
 
     def _log_batch(
         self, run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]
     ) -> None:
-        metrics, params, tags = _validate_batch_log_data(metrics, params, tags)
+        metrics, params, tags = compat.validate_batch_log_data(metrics, params, tags)
         _validate_int64(metrics)
-        _validate_batch_log_limits(metrics, params, tags)
-        _validate_param_keys_unique(params)
+        compat.validate_batch_log_limits(metrics, params, tags)
+        compat.validate_param_keys_unique(params)
         eid, doc = self._active_run(run_id)
         self._check_params(run_id, doc, params)
         # MLflow's SQL store sets mlflow.runName through update_run_info, which
@@ -578,11 +585,11 @@ class BucketTrackingStore(AbstractStore):
         datasets: list[DatasetInput] | None = None,
         models: list[LoggedModelInput] | None = None,
     ) -> None:
-        _validate_run_id(run_id)
+        compat.validate_run_id(run_id)
         if datasets is not None:
             if not isinstance(datasets, list):
                 raise TypeError(f"Argument 'datasets' should be a list, got '{type(datasets)}'")
-            _validate_dataset_inputs(datasets)
+            compat.validate_dataset_inputs(datasets)
         eid, _ = self._active_run(run_id)
         if datasets is None and models is None:
             return
@@ -634,7 +641,7 @@ class BucketTrackingStore(AbstractStore):
         previous = register_value(doc["tags"].get(MLFLOW_LOGGED_MODELS))
         history = json.loads(previous) if previous else []
         value = json.dumps([*history, model_dict])
-        _validate_tag(MLFLOW_LOGGED_MODELS, value)
+        compat.validate_tag(MLFLOW_LOGGED_MODELS, value)
         self.log_batch(run_id, [], [], [RunTag(MLFLOW_LOGGED_MODELS, value)])
 
     # -- runs: searching -------------------------------------------------------------
@@ -790,7 +797,6 @@ class BucketTrackingStore(AbstractStore):
         return out
 
     def _search_datasets(self, experiment_ids: list[str]) -> list[Any]:
-        from mlflow.entities.dataset_summary import _DatasetSummary
 
         seen: set[tuple[str, str, str, str | None]] = set()
         out = []
@@ -812,7 +818,7 @@ class BucketTrackingStore(AbstractStore):
                         ident = (eid, item["dataset"]["name"], item["dataset"]["digest"], context)
                         if ident not in seen:
                             seen.add(ident)
-                            out.append(_DatasetSummary(*ident))
+                            out.append(compat.DatasetSummary(*ident))
         return out[:1000]
 
     # -- permanent deletion (mlflow gc) ------------------------------------------------
@@ -893,7 +899,7 @@ class BucketTrackingStore(AbstractStore):
         params: list[LoggedModelParameter] | None = None,
         model_type: str | None = None,
     ) -> LoggedModel:
-        _validate_logged_model_name(name)
+        compat.validate_logged_model_name(name)
         eid, doc = self._experiment_doc(experiment_id)
         if doc["stage"] != LifecycleStage.ACTIVE:
             raise MlflowException(
@@ -901,7 +907,10 @@ class BucketTrackingStore(AbstractStore):
                 f"Current state is {doc['stage']}.",
                 INVALID_PARAMETER_VALUE,
             )
-        # MLflow's SQL store checks neither params nor tags of a logged model here.
+        # MLflow's SQL store checks neither params' nor tags' keys of a logged model
+        # here, only that each has a value.
+        model_params = _model_strings("param", params or [])
+        model_tags = _model_strings("tag", tags or [])
         model_id = f"m-{uuid.uuid4().hex}"
         now = get_current_time_millis()
         self.backend.write_index([{"op": "idx.model", "id": model_id, "exp": eid}])
@@ -911,12 +920,12 @@ class BucketTrackingStore(AbstractStore):
                 {
                     "op": "model.create",
                     "id": model_id,
-                    "name": name or _generate_random_name(),
+                    "name": name or compat.generate_random_name(),
                     "run": source_run_id,
                     "type": model_type,
                     "time": now,
-                    "params": {p.key: p.value for p in params or []},
-                    "tags": {t.key: t.value for t in tags or []},
+                    "params": model_params,
+                    "tags": model_tags,
                     "ts": self._ts(),
                 }
             ],
@@ -963,7 +972,27 @@ class BucketTrackingStore(AbstractStore):
         # A deleted model can still be finalized, as in MLflow's SQL store.
         return self.get_logged_model(model_id, allow_deleted=True)
 
+    def log_logged_model_params(self, model_id: str, params: list[LoggedModelParameter]) -> None:
+        """Add params to a logged model; like MLflow's SQL store, a key it has is refused."""
+        new = _model_strings("param", params)
+        with self._model_doc(model_id) as (eid, doc):
+            taken = [p.key for p in params if p.key in doc["params"]]
+        keys = [p.key for p in params]
+        taken += sorted({k for k in keys if keys.count(k) > 1})
+        if taken:
+            raise MlflowException(
+                f"Logged model {model_id} already has params {sorted(set(taken))}: "
+                "a logged model's params are set once",
+                BAD_REQUEST,
+            )
+        if new:
+            # Params leave last_updated_timestamp, as in MLflow's SQL store: no "time".
+            self._write(
+                eid, [{"op": "model.params", "id": model_id, "params": new, "ts": self._ts()}]
+            )
+
     def set_logged_model_tags(self, model_id: str, tags: list[LoggedModelTag]) -> None:
+        checked = _model_strings("tag", tags)
         with self._model_doc(model_id) as (eid, _):
             pass
         self._write(
@@ -973,7 +1002,7 @@ class BucketTrackingStore(AbstractStore):
                     # No "time": in MLflow's SQL store tags leave last_updated_timestamp.
                     "op": "model.tag",
                     "id": model_id,
-                    "tags": {t.key: t.value for t in tags},
+                    "tags": checked,
                     "ts": self._ts(),
                 }
             ],
@@ -1038,7 +1067,7 @@ class BucketTrackingStore(AbstractStore):
         return PagedList(page, token)
 
     # Traces, GenAI evaluation and the AI gateway are not stored in the bucket:
-    # unsupported.fill_unsupported answers those calls (empty, or NOT_IMPLEMENTED).
+    # unsupported_calls.py answers those calls (empty, or NOT_IMPLEMENTED).
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything logged so far is in the bucket."""
