@@ -60,9 +60,9 @@ def _registry(uri: str) -> Any:
         from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
         return SqlAlchemyStore(uri)
-    from mlflow.tracking._model_registry.utils import _get_store
+    from mlflow_bucket_plugins.mlflow_compat import registry_store_for
 
-    return _get_store(uri)
+    return registry_store_for(uri)
 
 
 def child_fill(uri: str, models: int, versions: int) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def child_read(uri: str, proxy: str, op: str, models: int, versions: int) -> dic
     call = {"search": search, "get": get, "register": register}[op]
     # Imports are not what is measured (gcsfs and aiohttp alone take about a second).
     import mlflow.store.model_registry.sqlalchemy_store
-    import mlflow.tracking._model_registry.utils  # noqa: F401
+    import mlflow_bucket_plugins.mlflow_compat  # noqa: F401
 
     import mlflow_bucket.storage.gcs  # noqa: F401
 

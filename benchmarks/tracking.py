@@ -74,9 +74,9 @@ def _requests_since(proxy: str, before: dict[str, Any]) -> dict[str, int]:
 
 def _store(uri: str) -> Any:
     """The tracking store MLflow itself would open for ``uri``."""
-    from mlflow.tracking._tracking_service.utils import _get_store
+    from mlflow_bucket_plugins.mlflow_compat import tracking_store_for
 
-    return _get_store(uri)
+    return tracking_store_for(uri)
 
 
 def _flush(store: Any) -> None:

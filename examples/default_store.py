@@ -38,12 +38,10 @@ def throwaway() -> bool:
 
 def configured_store() -> str | None:
     """The store named by the user's configuration, or None."""
-    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
-
     # A project file counts too: `import mlflow` has set MLFLOW_TRACKING_URI
     # from it already (the plugin's hook; docs/configuration.md).
 
-    return mlflow.get_tracking_uri() if is_tracking_uri_set() else None
+    return mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
 
 
 @contextlib.contextmanager

@@ -40,15 +40,9 @@ def _no_state_left_for_later_tests() -> Iterator[None]:
         os.environ.clear()
         os.environ.update(saved)
     if "mlflow" in sys.modules:
-        from mlflow.tracking import _model_registry, _tracking_service, fluent
+        from mlflow_bucket_plugins.mlflow_compat import reset_fluent_state
 
-        for module, name in (
-            (_tracking_service.utils, "_tracking_uri"),
-            (_model_registry.utils, "_registry_uri"),
-            (fluent, "_active_experiment_id"),
-        ):
-            if hasattr(module, name):
-                setattr(module, name, None)
+        reset_fluent_state()
 
 
 @pytest.fixture(autouse=True)

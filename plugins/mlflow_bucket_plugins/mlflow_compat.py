@@ -42,6 +42,7 @@ class Use:
     purpose: str
     candidates: tuple[str, ...]  # "module:attribute", newest MLflow first
     found: str | None  # the candidate this MLflow has; None: the local fallback
+    fallback: Any  # what answers where MLflow has none of the candidates
 
 
 USES: dict[str, Use] = {}
@@ -49,14 +50,16 @@ USES: dict[str, Use] = {}
 
 def _find(name: str, purpose: str, candidates: tuple[str, ...], fallback: Any) -> Any:
     for candidate in candidates:
-        module, _, attr = candidate.partition(":")
+        module, _, path = candidate.partition(":")
         try:
-            value = getattr(importlib.import_module(module), attr)
+            value = importlib.import_module(module)
+            for attr in path.split("."):
+                value = getattr(value, attr)
         except (ImportError, AttributeError):
             continue
-        USES[name] = Use(name, purpose, candidates, candidate)
+        USES[name] = Use(name, purpose, candidates, candidate, fallback)
         return value
-    USES[name] = Use(name, purpose, candidates, None)
+    USES[name] = Use(name, purpose, candidates, None, fallback)
     _log.warning(
         "mlflow-bucket: this MLflow has none of %s; using the plugin's own copy of the check "
         "(please report it)",
@@ -410,6 +413,48 @@ parse_model_uri: Callable[[str], Any] = _find(
 )
 
 
+# Search filters: the clause matchers behind MLflow's own in-memory filters, so that a
+# clause means here what it means to MLflow's stores (the public filter() takes a string).
+def _get_value(entity: Any, kind: str, key: str) -> Any:
+    data = getattr(entity, "data", None)
+    if kind == "metric":
+        return data.metrics.get(key) if data is not None else None
+    if kind == "parameter":
+        return data.params.get(key) if data is not None else None
+    if kind == "tag":
+        return (data.tags if data is not None else entity.tags).get(key)
+    return getattr(getattr(entity, "info", entity), key, None)
+
+
+def _matches_clause(entity: Any, clause: dict[str, Any]) -> bool:
+    from mlflow.utils.search_utils import SearchUtils
+
+    kind, key, value = clause["type"], clause["key"], clause["value"]
+    comparator = clause["comparator"].upper()
+    lhs = _get_value(entity, kind, key)
+    if comparator in ("IS NULL", "IS NOT NULL"):
+        return (lhs is None) == (comparator == "IS NULL")
+    if lhs is None:
+        return False
+    if kind == "metric" or (kind == "attribute" and isinstance(lhs, int | float)):
+        value = float(value)
+    return bool(SearchUtils.get_comparison_func(comparator)(lhs, value))
+
+
+run_matches_clause: Callable[[Any, dict[str, Any]], bool] = _find(
+    "run_matches_clause",
+    "search_runs filters, clause by clause",
+    ("mlflow.utils.search_utils:SearchUtils._does_run_match_clause",),
+    _matches_clause,
+)
+experiment_matches_clause: Callable[[Any, dict[str, Any]], bool] = _find(
+    "experiment_matches_clause",
+    "search_experiments filters, clause by clause",
+    ("mlflow.utils.search_utils:SearchExperimentsUtils._does_experiment_match_clause",),
+    _matches_clause,
+)
+
+
 # -- MLflow's store resolution and its per-URI caches -------------------------------
 
 
@@ -459,3 +504,37 @@ def reset_fluent_state() -> None:
     ):
         if hasattr(module, name):
             setattr(module, name, None)
+
+
+def forget_artifact_repositories() -> None:
+    """Drop the artifact repository MLflow keeps per run for the process's life."""
+    cache = getattr(_tracking_utils(), "_artifact_repos_cache", None)
+    if cache is not None:
+        cache.clear()
+
+
+def reset_server_stores() -> None:
+    """Make MLflow's server handlers resolve their stores again from the environment.
+
+    For in-process server tests only (the real path, ``mlflow server`` as a
+    subprocess, is tested beside them): the handlers keep the store they
+    first resolved in module globals.
+    """
+    handlers = importlib.import_module("mlflow.server.handlers")
+    for name in ("_tracking_store", "_model_registry_store"):
+        if hasattr(handlers, name):
+            setattr(handlers, name, None)
+
+
+def dispose_sql_store(store: Any) -> None:
+    """Close a SQL store's engine and drop it from MLflow's per-URI engine cache (tests)."""
+    store.engine.dispose()
+    getattr(type(store), "_engine_map", {}).pop(getattr(store, "db_uri", None), None)
+
+
+def tracking_service_client() -> type:
+    """The client class ``mlflow.set_experiment`` creates experiments through (tests
+    force a creation race by gating it)."""
+    module = importlib.import_module("mlflow.tracking._tracking_service.client")
+    cls: type = module.TrackingServiceClient
+    return cls

@@ -100,7 +100,7 @@ def _empty(name: str, make: Answer) -> Callable[..., Any]:
 
 def _not_supported(name: str, what: str) -> Callable[..., Any]:
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        raise MlflowNotImplementedException(f"{name} is not supported by mlflow-bucket: {what}")
+        raise MlflowNotImplementedException(f"{name} is not supported by mlflow-bucket's {what}")
 
     method.__name__ = name
     method.__doc__ = "Not supported by the bucket store (docs/limits.md)."
@@ -114,7 +114,8 @@ def fill_unsupported(
 
     ``empty`` names calls answered with "nothing" whatever their annotation
     says; ``extra`` names calls the server makes that ``base`` does not
-    declare with a NotImplementedError body; ``what`` ends the error message.
+    declare with a NotImplementedError body; ``what`` names the store and what
+    it holds, for the error message.
     """
 
     def fill(cls: type) -> type:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mlflow_bucket_plugins.mlflow_compat import forget_store_instances
 from mlflow_bucket_plugins.tracking.backend import close_backends
 
 
@@ -44,7 +45,6 @@ def end_process() -> None:
     MLflow caches one store instance per URI, and a store holds its Backend:
     both go, so the next use starts as a new process would.
     """
-    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
 
     close_backends()
-    _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+    forget_store_instances()

@@ -263,7 +263,7 @@ def test_gc_refuses_a_retention_shorter_than_a_writer_may_pause(cli: Cli, projec
 
 
 def test_gc_removes_the_history_of_a_permanently_deleted_run(cli: Cli, project: Path) -> None:
-    from mlflow.tracking._tracking_service.utils import _get_store
+    from mlflow_bucket_plugins.mlflow_compat import tracking_store_for
 
     store_dir = project / "store"
     uri = folder_uri(store_dir)
@@ -272,7 +272,7 @@ def test_gc_removes_the_history_of_a_permanently_deleted_run(cli: Cli, project: 
     histories = _keys(store_dir, "side")
     assert len(histories) == 2  # one metric history per run
 
-    tracking = _get_store(uri)
+    tracking = tracking_store_for(uri)
     tracking.delete_run(doomed_run)
     tracking._hard_delete_run(doomed_run)  # what `mlflow gc` does
     end_process()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow_bucket_plugins.mlflow_compat import dispose_sql_store
 from mlflow_bucket_plugins.tracking.backend import forget_backends
 
 from mlflow_bucket.storage.memory import reset_memory_buckets
@@ -44,8 +45,7 @@ def registry_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp("registry-sqlite-template") / "template.db"
     store = SqlAlchemyStore(f"sqlite:///{path}")
-    store.engine.dispose()
-    getattr(SqlAlchemyStore, "_engine_map", {}).pop(f"sqlite:///{path}", None)
+    dispose_sql_store(store)
     return path
 
 

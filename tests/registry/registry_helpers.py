@@ -19,6 +19,7 @@ from typing import Any
 from unittest import mock
 
 from mlflow.exceptions import MlflowException
+from mlflow_bucket_plugins.mlflow_compat import dispose_sql_store
 from mlflow_bucket_plugins.registry.store import BucketRegistryStore
 from mlflow_bucket_plugins.tracking.backend import forget_backends
 
@@ -142,10 +143,7 @@ class Pair:
         self.dirty = True
 
     def close(self) -> None:
-        from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
-
-        self.sql.engine.dispose()
-        getattr(SqlAlchemyStore, "_engine_map", {}).pop(self.sql.db_uri, None)
+        dispose_sql_store(self.sql)
         forget_backends()
 
     def both(

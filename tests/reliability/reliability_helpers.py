@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 import tracking_workers
+from mlflow_bucket_plugins.mlflow_compat import forget_store_instances
 from mlflow_bucket_plugins.tracking.backend import close_backends
 
 from mlflow_bucket.testing.pytest_plugin import BucketInfo
@@ -38,14 +39,9 @@ def start(
 
 def fresh() -> None:
     """The previous "process" exits; none of its Backends or store instances is left."""
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
-
     close_backends()
     # MLflow caches one store instance per URI; each holds its Backend.
-    _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
-    if registry_utils._model_registry_store_registry is not None:
-        registry_utils._model_registry_store_registry._get_store_with_resolved_uri.cache_clear()
+    forget_store_instances()
 
 
 def in_process(bucket: BucketInfo, call: Callable[[], T], spool: Path | None = None) -> T:

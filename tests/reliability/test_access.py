@@ -34,6 +34,7 @@ from mlflow_bucket.storage import open_store
 from mlflow_bucket.testing.s3_emulator import S3Emulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mlflow_bucket_plugins.mlflow_compat import forget_artifact_repositories
 from test_doctor import BUCKET, PROJECT, SETUP_ACTIONS, _credentials_for
 
 pytestmark = [pytest.mark.emulator, pytest.mark.reliability]
@@ -59,14 +60,13 @@ def _env(emulator: S3Emulator, creds: dict[str, Any]) -> dict[str, str]:
 
 def _as(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], state: Path) -> None:
     """This process becomes a new process with these credentials."""
-    from mlflow.tracking._tracking_service import utils as tracking_utils
     from mlflow_bucket_plugins import artifacts
 
     fresh()
     # MLflow keeps each run's artifact repository, and they share one store
     # per bucket, for the process's life (a process does not change
     # credentials); a new process has none.
-    tracking_utils._artifact_repos_cache.clear()
+    forget_artifact_repositories()
     with artifacts._STORES_LOCK:
         for store in artifacts._STORES.values():
             store.close()

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.utils import validation as v
+from mlflow_bucket_plugins.mlflow_compat import reset_server_stores
 from mlflow_bucket_plugins.tracking.backend import forget_backends
 from mlflow_bucket_plugins.tracking.store import BucketTrackingStore
 
@@ -282,7 +283,7 @@ def test_hostile_tracking_calls_get_mlflows_errors(
 def test_a_step_past_int64_is_refused(
     step: int, make_sqlite_store: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlflow.server import ARTIFACT_ROOT_ENV_VAR, BACKEND_STORE_URI_ENV_VAR, app, handlers
+    from mlflow.server import ARTIFACT_ROOT_ENV_VAR, BACKEND_STORE_URI_ENV_VAR, app
 
     reset_memory_buckets()
     uri = f"memory://big-{uuid.uuid4().hex[:8]}/mlflow"
@@ -298,7 +299,7 @@ def test_a_step_past_int64_is_refused(
     assert bucket.flush(30)
     monkeypatch.setenv(BACKEND_STORE_URI_ENV_VAR, uri)
     monkeypatch.setenv(ARTIFACT_ROOT_ENV_VAR, f"{uri}/artifacts")
-    monkeypatch.setattr(handlers, "_tracking_store", None)
+    reset_server_stores()
     web = app.test_client()
     found = web.post("/ajax-api/2.0/mlflow/runs/search", json={"experiment_ids": [eid]})
     assert found.status_code == 200

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
+from mlflow_bucket_plugins.mlflow_compat import reset_server_stores
 from mlflow_bucket_plugins.registry.backend import registry_for
 from mlflow_bucket_plugins.tracking.backend import backend_for, forget_backends
 from reliability_helpers import fresh
@@ -202,12 +203,11 @@ def _read_everything(uri: str, made: dict[str, Any]) -> dict[str, int]:
 
 
 def _server_answers(uri: str, eids: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlflow.server import ARTIFACT_ROOT_ENV_VAR, BACKEND_STORE_URI_ENV_VAR, app, handlers
+    from mlflow.server import ARTIFACT_ROOT_ENV_VAR, BACKEND_STORE_URI_ENV_VAR, app
 
     monkeypatch.setenv(BACKEND_STORE_URI_ENV_VAR, uri)
     monkeypatch.setenv(ARTIFACT_ROOT_ENV_VAR, f"{uri}/artifacts")
-    monkeypatch.setattr(handlers, "_tracking_store", None)
-    monkeypatch.setattr(handlers, "_model_registry_store", None)
+    reset_server_stores()
     web = app.test_client()
     found = web.post("/ajax-api/2.0/mlflow/runs/search", json={"experiment_ids": eids})
     assert found.status_code == 200, found.data[:500]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlflow_bucket_plugins.mlflow_compat import forget_store_instances
 from mlflow_bucket_plugins.tracking.backend import forget_backends
 
 
@@ -14,8 +15,7 @@ def reopen(uri: str) -> Any:
     both go, after every queued write is flushed to the bucket.
     """
     from mlflow import MlflowClient
-    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
 
     forget_backends()
-    _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+    forget_store_instances()
     return MlflowClient(uri)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
+from mlflow_bucket_plugins.mlflow_compat import forget_store_instances
 from mlflow_bucket_plugins.tracking.backend import close_backends
 from mlflow_bucket_plugins.tracking.store import BucketTrackingStore
 from tracking_workers import child_env, count_log, finish, start, wait_line
@@ -39,10 +40,9 @@ def bucket(request: pytest.FixtureRequest) -> BucketInfo:
 
 
 def _fresh() -> None:
-    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
 
     close_backends()
-    _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+    forget_store_instances()
 
 
 def _in_process(bucket: BucketInfo, call: Callable[[], T]) -> T:

@@ -23,6 +23,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
+from mlflow_bucket_plugins.mlflow_compat import forget_store_instances
 from mlflow_bucket_plugins.tracking.backend import close_backends
 from tracking_workers import (
     child_env,
@@ -53,10 +54,9 @@ def bucket(request: pytest.FixtureRequest) -> BucketInfo:
 def _fresh() -> None:
     """The previous "process" exits (uploads, stops its flusher); none of its
     Backends or store instances (MLflow caches one per URI) is left."""
-    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
 
     close_backends()
-    _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+    forget_store_instances()
 
 
 def _in_process(

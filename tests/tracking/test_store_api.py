@@ -35,6 +35,7 @@ from mlflow.entities import (
 from mlflow.entities.logged_model_status import LoggedModelStatus
 from mlflow.entities.logged_model_tag import LoggedModelTag
 from mlflow.exceptions import MlflowException
+from mlflow_bucket_plugins.mlflow_compat import reset_server_stores
 from mlflow_bucket_plugins.tracking.backend import forget_backends
 from mlflow_bucket_plugins.tracking.store import BucketTrackingStore
 from store_helpers import reopen
@@ -607,7 +608,7 @@ def _crashing_endpoints(uri: str, monkeypatch: pytest.MonkeyPatch) -> tuple[set[
 
     monkeypatch.setenv(BACKEND_STORE_URI_ENV_VAR, uri)
     monkeypatch.setenv(ARTIFACT_ROOT_ENV_VAR, f"{uri}/artifacts")
-    monkeypatch.setattr(handlers, "_tracking_store", None)
+    reset_server_stores()
     web = app.test_client()
     created = web.post("/ajax-api/2.0/mlflow/runs/create", json={"experiment_id": "0"})
     assert created.status_code == 200

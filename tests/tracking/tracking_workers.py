@@ -86,7 +86,9 @@ def race(uri: str, names: list[str], go: str, go_set: str) -> dict[str, Any]:
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+    from mlflow_bucket_plugins.mlflow_compat import tracking_service_client
+
+    TrackingServiceClient = tracking_service_client()
 
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)

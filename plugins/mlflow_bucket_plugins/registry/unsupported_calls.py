@@ -18,6 +18,5 @@ fill_registry_unsupported = fill_unsupported(
     AbstractStore,
     EMPTY,
     (),
-    "its model registry holds registered models, versions, aliases and prompts, "
-    "not webhooks (docs/limits.md)",
+    "model registry: it holds registered models, versions, aliases and prompts, not webhooks",
 )

@@ -24,6 +24,8 @@ from mlflow.utils.search_utils import (
     SearchUtils,
 )
 
+from .. import mlflow_compat as compat
+
 
 def parse_experiment_id(experiment_id: Any) -> str:
     """MLflow's SQL store takes integer ids; the same message for anything else."""
@@ -115,7 +117,7 @@ def experiment_matches(experiment: Experiment, clause: dict[str, Any]) -> bool:
     if clause["type"] == "attribute" and clause["key"] == "experiment_id":
         compare = SearchUtils.get_comparison_func(clause["comparator"])
         return bool(compare(int(experiment.experiment_id), clause["value"]))
-    return bool(SearchExperimentsUtils._does_experiment_match_clause(experiment, clause))
+    return bool(compat.experiment_matches_clause(experiment, clause))
 
 
 def experiment_sort_key(order_by: list[str] | None) -> Any:
@@ -199,7 +201,7 @@ def _run_matches(run: Run, clause: dict[str, Any]) -> bool:
         name = run.data.tags.get(MLFLOW_RUN_NAME)
         compare = SearchUtils.get_comparison_func(clause["comparator"].upper())
         return name is not None and bool(compare(name, clause["value"]))
-    return bool(SearchUtils._does_run_match_clause(run, clause))
+    return bool(compat.run_matches_clause(run, clause))
 
 
 def search_runs(

@@ -51,6 +51,6 @@ fill_tracking_unsupported = fill_unsupported(
     AbstractStore,
     EMPTY,
     EXTRA,
-    "its tracking store holds experiments, runs and logged models, not traces, "
-    "GenAI evaluation data or MLflow's other registries (docs/limits.md)",
+    "tracking store: it holds experiments, runs and logged models, not traces "
+    "or GenAI evaluation data",
 )
