@@ -7,6 +7,12 @@ local spool is looked at, never uploaded.
 
 Credentials are reported by where they were found (their kind, a profile
 name), never by their value.
+
+Whether MLflow itself resolves the store's URI to mlflow-bucket's classes
+is checked on the MLflow side (``mlflow_bucket_plugins.resolution``, which
+opens its stores on a probe prefix under ``.doctor/`` too); the command line
+adds those checks to the report (``report(more=...)``), as this module
+imports no MLflow.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -320,16 +326,33 @@ def run_checks(
     return results
 
 
+# Checks whose failure means the store cannot be reached from here.
+REACH_CHECKS = ("credentials", "bucket reachable", "list", "read")
+
+
+def store_unreachable(checks: Sequence[Check]) -> bool:
+    """Whether one of ``checks`` found the store unreachable from here (no
+    credentials, no listing, no read): checks that open the store would only fail too."""
+    return any(c.status == "fail" and c.name in REACH_CHECKS for c in checks)
+
+
 def report(
     store: ObjectStore,
     out: Callable[[str], None] = print,
     *,
     storage_options: Mapping[str, Any] | None = None,
     settings: Settings | None = None,
+    more: Callable[[list[Check]], Iterable[Check]] | None = None,
 ) -> int:
-    """Run the checks, print them; exit status 0 if none failed, else 1."""
+    """Run the checks, print them; exit status 0 if none failed, else 1.
+
+    ``more`` gets the checks' results and returns further checks to report
+    (the command line adds the MLflow side's: this module imports no MLflow).
+    """
     out(f"mlflow-bucket doctor: {store.uri}")
     results = run_checks(store, storage_options=storage_options, settings=settings)
+    if more is not None:
+        results.extend(more(list(results)))
     for check in results:
         out(check.render())
     failed = [c for c in results if c.status == "fail"]

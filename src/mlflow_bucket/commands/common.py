@@ -6,13 +6,16 @@ import argparse
 import functools
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..project import ConfigError, ProjectConfig, _check_uri, load_config, redact
+
+if TYPE_CHECKING:
+    from ..doctor import Check
 
 # Exit codes, the same for every command (docs/cli.md).
 EXIT_OK = 0
@@ -95,6 +98,27 @@ def open_target(target: Target) -> Iterator[Any]:
         raise CommandError(f"cannot open {target.uri}: {exc}", EXIT_CONFIG) from None
     with store:
         yield store
+
+
+def mlflow_checks(target: Target, store: Any, earlier: Sequence[Check]) -> list[Check]:
+    """doctor's checks that MLflow itself resolves ``target``'s URI to mlflow-bucket's
+    tracking store, registry store and artifact repository (``earlier``: the
+    storage checks' results; an unreachable store is not opened)."""
+    from mlflow_bucket_plugins.resolution import resolution_checks
+
+    from ..doctor import store_unreachable
+    from ..project import _same_store
+
+    config = target.config
+    artifact_root = config.artifact_root if _same_store(target.uri, config.uri) else None
+    return list(
+        resolution_checks(
+            target.uri,
+            store,
+            artifact_uri=artifact_root,
+            open_stores=not store_unreachable(earlier),
+        )
+    )
 
 
 def object_cache(store: Any, target: Target) -> Any:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from .common import Target, add_uri_argument, errors_handled, open_target, resolve
+from .common import Target, add_uri_argument, errors_handled, mlflow_checks, open_target, resolve
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "doctor",
-        help="check credentials, access, create-if-absent, clock, latency, format and spool",
+        help="check credentials, access, create-if-absent, clock, latency, format, spool, "
+        "and that MLflow resolves the store to mlflow-bucket",
         description=(
             "Check that the store works from this machine: credentials found, bucket "
             "reachable, read, write and delete under the prefix, create-if-absent honoured, "
-            "clock skew, latency, format version, and batches of a crashed process waiting "
-            "in the local spool. Each check passes, warns or fails with a fix. "
+            "clock skew, latency, format version, batches of a crashed process waiting "
+            "in the local spool, and that MLflow itself resolves the URI to mlflow-bucket's "
+            "tracking store, registry store and artifact repository (a plugin MLflow could "
+            "not load is named with its error). Each check passes, warns or fails with a fix. "
             "Exit 0 if none failed, 1 if one did, 3 if no store is configured."
         ),
     )
@@ -32,5 +35,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"store from {target.source}")
     with open_target(target) as store:
         return report(
-            store, storage_options=target.storage_options, settings=target.config.settings
+            store,
+            storage_options=target.storage_options,
+            settings=target.config.settings,
+            more=lambda earlier: mlflow_checks(target, store, earlier),
         )

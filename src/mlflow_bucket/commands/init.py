@@ -24,6 +24,7 @@ from .common import (
     CommandError,
     Target,
     errors_handled,
+    mlflow_checks,
     open_target,
 )
 
@@ -35,7 +36,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description=(
             f"Name the project's store in [tool.{TOOL_TABLE}] of pyproject.toml (or in "
             f"{PROJECT_FILE} when the folder has no pyproject.toml), after checking that "
-            "this machine can read, write and delete there, and create the store's format "
+            "this machine can read, write and delete there and that MLflow resolves the URI "
+            "to mlflow-bucket's stores, and create the store's format "
             "marker. MLflow code run in the project then logs there with no change. Asks "
             "for the URI when none is given and stdin is a terminal."
         ),
@@ -83,6 +85,7 @@ def _check_access(target: Target) -> None:
         checks = run_checks(
             store, storage_options=target.storage_options, settings=target.config.settings
         )
+        checks += mlflow_checks(target, store, checks)
         for check in checks:
             print(check.render())
         failed = [c for c in checks if c.status == "fail"]
