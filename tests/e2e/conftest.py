@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import Ui, run_client
+from e2e_support import ASSISTANT_API, Ui, run_client
 
 from mlflow_bucket.testing.pytest_plugin import gcs_bucket_info, unique_bucket_name
 
@@ -134,13 +134,18 @@ def browser_context(ui: Ui, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture
 def page(browser_context: Any, ui: Ui) -> Iterator[Any]:
-    """A fresh tab; any 5xx answer from the server fails the test."""
+    """A fresh tab; any 5xx answer from the server fails the test.
+
+    Except the Assistant's 500s from MLflow 3.18's own auth import race (docs/ui.md;
+    test_ui_no_errors.py holds each of them to a race traceback in the log)."""
     tab = browser_context.new_page()
     errors: list[str] = []
     tab.on(
         "response",
         lambda r: (
-            errors.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 500 else None
+            errors.append(f"{r.status} {r.request.method} {r.url}")
+            if r.status >= 500 and not (r.status == 500 and ASSISTANT_API in r.url)
+            else None
         ),
     )
     yield tab

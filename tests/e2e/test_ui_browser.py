@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from e2e_support import Ui, run_client
+from e2e_support import Ui, run_client, split_tracebacks
 from fill_store import ALIAS, IMAGE_WIDTH, MODEL, OTHER, SWEEP
 
 
@@ -164,5 +164,6 @@ def test_a_run_logged_meanwhile_shows_after_a_reload(page: Any, ui: Ui, screensh
 
 
 def test_the_server_logged_no_error(ui: Ui) -> None:
-    log = ui.log_text()
-    assert "Traceback" not in log, log[-4000:]
+    # MLflow 3.18's own mlflow.server.auth import race is not ours (docs/ui.md).
+    _, tracebacks = split_tracebacks(ui.log_text())
+    assert not tracebacks, "\n".join(t[-3000:] for t in tracebacks)
