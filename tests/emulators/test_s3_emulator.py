@@ -18,12 +18,18 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from mlflow_bucket.testing._process import ServerStartError
 from mlflow_bucket.testing.pytest_plugin import BucketInfo
-from mlflow_bucket.testing.s3_emulator import S3Emulator
+from mlflow_bucket.testing.s3_emulator import (
+    DUMMY_ACCESS_KEY_ID,
+    DUMMY_REGION,
+    DUMMY_SECRET_ACCESS_KEY,
+    S3Emulator,
+)
 
 pytestmark = pytest.mark.emulator
 
@@ -287,3 +293,72 @@ def test_start_failure_reports_stderr() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ServerStartError, match="Address already in use"):
             S3Emulator(port=port).start()
+
+
+# IAM: what real S3 checks for each request. ListObjects(V2) need s3:ListBucket and
+# HeadObject s3:GetObject; AWS has no s3:ListObjectsV2 or s3:HeadObject action.
+IAM_BUCKET = "iam-bucket"
+REAL_ACTIONS = [
+    {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{IAM_BUCKET}"]},
+    {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{IAM_BUCKET}/*"]},
+]
+OPERATION_NAMES = [
+    {
+        "Effect": "Allow",
+        "Action": ["s3:ListObjectsV2", "s3:ListObjects"],
+        "Resource": [f"arn:aws:s3:::{IAM_BUCKET}"],
+    },
+    {"Effect": "Allow", "Action": ["s3:HeadObject"], "Resource": [f"arn:aws:s3:::{IAM_BUCKET}/*"]},
+]
+# CreateBucket, PutObject, then four IAM calls per user: the rest is checked.
+IAM_SETUP_ACTIONS = 2 + 4 * 2
+
+
+@pytest.fixture(scope="module")
+def iam_users() -> Iterator[dict[str, Any]]:
+    with S3Emulator(env={"INITIAL_NO_AUTH_ACTION_COUNT": str(IAM_SETUP_ACTIONS)}) as emulator:
+        admin = emulator.client()
+        admin.create_bucket(Bucket=IAM_BUCKET)
+        admin.put_object(Bucket=IAM_BUCKET, Key="k", Body=b"v")
+        iam_client = boto3.client(
+            "iam",
+            endpoint_url=emulator.endpoint,
+            aws_access_key_id=DUMMY_ACCESS_KEY_ID,
+            aws_secret_access_key=DUMMY_SECRET_ACCESS_KEY,
+            region_name=DUMMY_REGION,
+        )
+        users: dict[str, Any] = {}
+        for name, statements in (("real", REAL_ACTIONS), ("operations", OPERATION_NAMES)):
+            iam_client.create_user(UserName=name)
+            document = json.dumps({"Version": "2012-10-17", "Statement": statements})
+            arn = iam_client.create_policy(PolicyName=name, PolicyDocument=document)
+            iam_client.attach_user_policy(UserName=name, PolicyArn=arn["Policy"]["Arn"])
+            key = iam_client.create_access_key(UserName=name)["AccessKey"]
+            users[name] = emulator.client(
+                aws_access_key_id=key["AccessKeyId"],
+                aws_secret_access_key=key["SecretAccessKey"],
+            )
+        yield users
+
+
+def test_iam_authorizes_s3_requests_as_their_iam_actions(iam_users: dict[str, Any]) -> None:
+    client = iam_users["real"]
+    assert [o["Key"] for o in client.list_objects_v2(Bucket=IAM_BUCKET)["Contents"]] == ["k"]
+    assert [o["Key"] for o in client.list_objects(Bucket=IAM_BUCKET)["Contents"]] == ["k"]
+    assert client.head_object(Bucket=IAM_BUCKET, Key="k")["ContentLength"] == 1
+    assert client.get_object(Bucket=IAM_BUCKET, Key="k")["Body"].read() == b"v"
+    with pytest.raises(ClientError) as denied:
+        client.put_object(Bucket=IAM_BUCKET, Key="k2", Body=b"v")
+    assert _status(denied) == (403, "AccessDenied")
+
+
+def test_iam_does_not_know_s3_operation_names_as_actions(iam_users: dict[str, Any]) -> None:
+    client = iam_users["operations"]
+    for call in (
+        lambda: client.list_objects_v2(Bucket=IAM_BUCKET),
+        lambda: client.list_objects(Bucket=IAM_BUCKET),
+        lambda: client.head_object(Bucket=IAM_BUCKET, Key="k"),
+    ):
+        with pytest.raises(ClientError) as denied:
+            call()
+        assert _status(denied)[0] == 403

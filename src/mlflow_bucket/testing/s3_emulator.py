@@ -27,11 +27,24 @@ Conditional writes in moto 5.2.5 (``moto/s3/responses.py``), as this emulator se
   ``x-amz-copy-source-if-*`` conditions on the source are checked).
 * Never returns 409 ``ConditionalRequestConflict`` (real S3 may, for racing conditional
   writes); with the lock the loser of a race always gets 412.
+
+IAM, when enforced (``INITIAL_NO_AUTH_ACTION_COUNT``): S3 requests are authorized as the IAM
+action S3 checks for them, as real S3 does: ListObjects(V2) as ``s3:ListBucket``,
+HeadObject as ``s3:GetObject``, UploadPart as ``s3:PutObject``, ListParts as
+``s3:ListMultipartUploadParts``, DeleteObjects as ``s3:DeleteObject``. moto's S3
+layer still works that action out (its ``ACTION_MAP``) and puts it in the request's
+``Action`` before authorizing, but from moto 5.2.6 the authorization takes the API operation
+instead (``BaseResponse._get_action`` no longer reads ``Action``: it asks the botocore
+router), so a policy with the real IAM actions (terraform/modules/s3-store/iam.tf) was refused
+ListObjectsV2 and HeadObject, and only a policy naming ``s3:ListObjectsV2``/``s3:HeadObject``,
+which AWS does not have, would pass. :func:`_authorize_s3_by_iam_action` hands moto's own
+action back to the check (moto 5.2.5 and earlier did that already; then it changes nothing).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import signal
@@ -195,6 +208,51 @@ class S3Emulator:
         self.client().create_bucket(Bucket=name)
 
 
+_IAM_ACTION_PATCH = "_mlflow_bucket_iam_action"
+# moto's hook every S3 handler calls to authenticate and authorize its request.
+_S3_AUTHORIZE = "_authenticate_and_authorize_s3_action"
+
+
+def _authorize_s3_by_iam_action() -> None:
+    """Make moto authorize each S3 request as its IAM action (see the module docstring).
+
+    moto's S3 handlers set ``self.data["Action"]`` to the IAM action (from ``ACTION_MAP``,
+    or by hand: ``DeleteObject`` for DeleteObjects, ``PutObject`` for a POST upload) just
+    before calling ``_authenticate_and_authorize_s3_action``, which builds the IAM request
+    from ``self._get_action()``. For that one call ``_get_action`` answers the IAM action;
+    afterwards the operation name is back, which moto needs to serialize the response.
+    A request without an ``Action`` is authorized as moto does by default. moto makes a
+    response object per request, so the override is never shared between threads.
+    """
+    from moto.s3.responses import S3Response
+
+    authorize: Callable[[S3Response, str | None, str | None], None] = getattr(
+        S3Response, _S3_AUTHORIZE
+    )
+    if getattr(authorize, _IAM_ACTION_PATCH, False):
+        return
+
+    @functools.wraps(authorize)
+    def authorize_as_iam_action(
+        self: S3Response, bucket_name: str | None = None, key_name: str | None = None
+    ) -> None:
+        action = self.data.get("Action")
+        if isinstance(action, list):  # a query-string value
+            action = action[0] if action else None
+        if not isinstance(action, str) or not action:
+            authorize(self, bucket_name, key_name)
+            return
+        overrides = vars(self)
+        overrides["_get_action"] = lambda: action
+        try:
+            authorize(self, bucket_name, key_name)
+        finally:
+            overrides.pop("_get_action", None)
+
+    setattr(authorize_as_iam_action, _IAM_ACTION_PATCH, True)
+    setattr(S3Response, _S3_AUTHORIZE, authorize_as_iam_action)
+
+
 def _serve(host: str, port: int, serialize_writes: bool) -> None:
     import logging
 
@@ -211,6 +269,7 @@ def _serve(host: str, port: int, serialize_writes: bool) -> None:
     class Server(ThreadedWSGIServer):
         request_queue_size = 1024  # many clients connect at once in race tests
 
+    _authorize_s3_by_iam_action()
     app: WSGIApp = DomainDispatcherApplication(create_backend_app)
     if serialize_writes:
         app = SerializedWrites(app)
