@@ -292,7 +292,13 @@ class Backend:
         self.settings = settings
         self.store = store or open_store(uri)
         ensure_marker(self.store)
-        self.artifact_root = f"{self.store.uri}/artifacts"
+        # Where experiments created by this process keep their artifacts (the
+        # configured artifact_root, else this default). An experiment keeps the root
+        # it was created with (its exp.create entry); experiments whose entry names
+        # none (Default, and those of writers before format 1.1) use the default, so
+        # that every reader finds the same place whatever its own settings.
+        self.default_artifact_root = f"{self.store.uri}/artifacts"
+        self.artifact_root = self.default_artifact_root
         self.writer = uuid.uuid4().hex[:12]
         self.clock = ClockOffset(self.store)
         self.clock.start()

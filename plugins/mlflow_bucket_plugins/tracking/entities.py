@@ -35,8 +35,13 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from .fold import live_tags, register_value
 
 
-def experiment_artifact_location(doc: dict[str, Any], eid: str, artifact_root: str) -> str:
-    return str(doc.get("loc") or f"{artifact_root}/{eid}")
+def experiment_artifact_location(doc: dict[str, Any], eid: str, default_root: str) -> str:
+    """The location the experiment was created with: given, or its creator's root + id.
+
+    ``default_root`` (the store's own ``<uri>/artifacts``) serves only where the
+    entry names neither: a reader's settings never move existing artifacts.
+    """
+    return str(doc.get("loc") or f"{doc.get('root') or default_root}/{eid}")
 
 
 def to_experiment(eid: str, doc: dict[str, Any], artifact_root: str) -> Experiment:

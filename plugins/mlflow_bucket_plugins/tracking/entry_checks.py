@@ -139,6 +139,9 @@ def check_experiments_entry(entry: Entry) -> str | None:
             return f"{op}: 'name' is not a string"
         if not _str_map(entry.get("tags")):
             return f"{op}: bad 'tags'"
+        for field in ("loc", "root"):
+            if not isinstance(entry.get(field), str | None):
+                return f"{op}: {field!r} is not a string"
         return None
     if not op.startswith("exp."):
         return None

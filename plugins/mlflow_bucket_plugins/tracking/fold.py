@@ -78,8 +78,9 @@ def fold_experiments(state: State, seq: int, entries: list[Entry]) -> State:
                 "mtime": entry["time"],
                 "tags": dict(entry.get("tags") or {}),
             }
-            if entry.get("loc"):
-                exps[eid]["loc"] = entry["loc"]
+            for field in ("loc", "root"):
+                if entry.get(field):
+                    exps[eid][field] = entry[field]
             names[name] = eid
             continue
         exp = exps.get(str(entry.get("id")))

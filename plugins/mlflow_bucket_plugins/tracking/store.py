@@ -8,6 +8,7 @@ would give them; deliberate differences are listed in docs/tracking.md.
 from __future__ import annotations
 
 import json
+import urllib.parse
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -144,7 +145,15 @@ class BucketTrackingStore(AbstractStore):
             self.backend: Backend = backend_for(store_uri)
         except UnknownFormat as exc:
             raise MlflowException(str(exc), INVALID_STATE) from None
-        self.artifact_root_uri = artifact_uri or self.backend.artifact_root
+        # Where new experiments go. `mlflow server` hands every store its proxy root
+        # (``mlflow-artifacts:/``, served from a folder on the server's machine) when
+        # it serves artifacts, its default: a bucket keeps its artifacts in the
+        # bucket, where every direct reader finds them (docs/ui.md).
+        if artifact_uri and urllib.parse.urlsplit(artifact_uri).scheme == "mlflow-artifacts":
+            artifact_uri = None
+        self.artifact_root_uri = (artifact_uri or self.backend.artifact_root).rstrip("/")
+        # Where experiments that name no root of their own keep theirs.
+        self.default_root_uri = self.backend.default_artifact_root
         # Run entities by (run id, the doc's revision): a warm search builds
         # only what changed since the last one.
         self._run_cache: dict[str, tuple[tuple[Any, ...], Run]] = {}
@@ -179,7 +188,7 @@ class BucketTrackingStore(AbstractStore):
                 "ctime": doc.get("ctime") or created,
                 "mtime": doc.get("mtime") or created,
             }
-        return entities.to_experiment(eid, doc, self.artifact_root_uri)
+        return entities.to_experiment(eid, doc, self.default_root_uri)
 
     def _store_created_ms(self) -> int | None:
         if self._created_ms is None:
@@ -193,7 +202,7 @@ class BucketTrackingStore(AbstractStore):
 
     def _experiment_location(self, eid: str) -> str:
         _, doc = self._experiment_doc(eid)
-        return entities.experiment_artifact_location(doc, eid, self.artifact_root_uri)
+        return entities.experiment_artifact_location(doc, eid, self.default_root_uri)
 
     def search_experiments(
         self,
@@ -234,6 +243,9 @@ class BucketTrackingStore(AbstractStore):
             "op": "exp.create",
             "name": name,
             "loc": artifact_location or None,
+            # The id is known once the entry is in the log: the root is stored, and
+            # every reader appends the id (entities.experiment_artifact_location).
+            "root": None if artifact_location else self.artifact_root_uri,
             "tags": {t.key: t.value for t in tags or []},
             "time": get_current_time_millis(),
         }

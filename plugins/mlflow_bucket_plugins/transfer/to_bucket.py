@@ -84,6 +84,7 @@ class BucketDestination:
                     "op": "exp.create",
                     "name": exp.name,
                     "loc": None,
+                    "root": self.backend.artifact_root,
                     "tags": dict(exp.tags),
                     "time": exp.creation_time or self.ts,
                 }
@@ -122,7 +123,7 @@ class BucketDestination:
 
     def experiment_location(self, eid: str) -> str:
         doc = self.backend.experiments_state()["exps"][eid]
-        return entities.experiment_artifact_location(doc, eid, self.backend.artifact_root)
+        return entities.experiment_artifact_location(doc, eid, self.backend.default_artifact_root)
 
     def run_artifact_uri(self, eid: str, run_id: str) -> str:
         return f"{self.experiment_location(eid)}/{run_id}/artifacts"
