@@ -160,3 +160,20 @@ def test_each_fallback_refuses_what_mlflow_refuses(name: str, args: tuple[object
     with pytest.raises(MlflowException) as fallback:
         use.fallback(*args)
     assert fallback.value.error_code == mlflow_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_the_servers_store_variable_is_mlflows() -> None:
+    """mlflow_compat names the variable (importing mlflow.server is too heavy for a
+    training process): it must be the one this MLflow's server sets."""
+    import importlib
+
+    from mlflow_bucket_plugins import mlflow_compat
+
+    for module in ("mlflow.server.constants", "mlflow.server"):
+        try:
+            value = importlib.import_module(module).BACKEND_STORE_URI_ENV_VAR
+        except (ImportError, AttributeError):
+            continue
+        assert value == mlflow_compat.SERVER_BACKEND_STORE_ENV
+        return
+    pytest.fail("this MLflow's server names no BACKEND_STORE_URI_ENV_VAR")

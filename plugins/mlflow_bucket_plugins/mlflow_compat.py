@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import posixpath
 import re
 import uuid
@@ -453,6 +454,20 @@ experiment_matches_clause: Callable[[Any, dict[str, Any]], bool] = _find(
     ("mlflow.utils.search_utils:SearchExperimentsUtils._does_experiment_match_clause",),
     _matches_clause,
 )
+
+
+# -- MLflow's server ------------------------------------------------------------------
+
+# The variable through which `mlflow server` hands its workers the backend store URI
+# (``BACKEND_STORE_URI_ENV_VAR``: in mlflow.server on 3.5, mlflow.server.constants on
+# 3.18). Named here, not imported: importing mlflow.server loads the whole Flask app
+# into every training process. tests/test_private_names.py holds it to MLflow's.
+SERVER_BACKEND_STORE_ENV = "_MLFLOW_SERVER_FILE_STORE"
+
+
+def in_mlflow_server() -> bool:
+    """Whether this process is a worker of `mlflow server` / `mlflow ui`."""
+    return bool(os.environ.get(SERVER_BACKEND_STORE_ENV))
 
 
 # -- MLflow's store resolution and its per-URI caches -------------------------------

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import operator
+import os
 import sys
 import threading
 import time
@@ -44,6 +46,7 @@ from mlflow_bucket.marker import ensure_marker
 from mlflow_bucket.project import store_setup
 from mlflow_bucket.storage import ObjectStore, TransientError, open_store
 
+from .. import mlflow_compat as compat
 from .entry_checks import Check, check_experiments_entry, check_index_entry, check_run_entry
 from .fold import (
     Entry,
@@ -750,7 +753,14 @@ def backend_for(uri: str) -> Backend:
             # the project's configuration files (docs/configuration.md).
             setup = store_setup(uri)
             store = open_store(uri, **setup.storage_options) if setup.storage_options else None
-            backend = Backend(uri, setup.settings, store)
+            settings = setup.settings
+            if compat.in_mlflow_server() and "MLFLOW_BUCKET_SYNC" not in os.environ:
+                # `mlflow server` runs several worker processes, and a client's next
+                # call (log_batch after create_run) may reach another one: each write
+                # is in the bucket before the server answers, so whichever worker
+                # gets the next call finds it (docs/ui.md).
+                settings = dataclasses.replace(settings, sync=True)
+            backend = Backend(uri, settings, store)
             if setup.artifact_root:
                 backend.artifact_root = setup.artifact_root
             _BACKENDS[uri] = backend
