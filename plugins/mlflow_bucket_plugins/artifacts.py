@@ -30,19 +30,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
     INTERNAL_ERROR,
     INVALID_PARAMETER_VALUE,
-    PERMISSION_DENIED,
     RESOURCE_DOES_NOT_EXIST,
-    ErrorCode,
 )
 from mlflow.store.artifact.artifact_repo import ArtifactRepository, MultipartUploadMixin
 from mlflow.utils.file_utils import create_tmp_dir
 
 from mlflow_bucket.project import store_setup
 from mlflow_bucket.storage import (
-    InvalidKey,
-    NotFound,
     ObjectStore,
-    PermissionDenied,
     StorageError,
     open_store,
     split_uri,
@@ -50,6 +45,7 @@ from mlflow_bucket.storage import (
 from mlflow_bucket.storage.transfer import TransferFailed, Transfers, guess_content_type
 
 from . import paths
+from .storage_errors import error_code
 
 # -- stores: one per bucket and process ----------------------------------------
 #
@@ -114,18 +110,6 @@ def _store_for(uri: str) -> tuple[ObjectStore, str]:
 # -- errors -----------------------------------------------------------------------
 
 
-def _code(exc: BaseException) -> int:
-    if isinstance(exc, MlflowException):
-        return int(ErrorCode.Value(exc.error_code))
-    if isinstance(exc, NotFound):
-        return RESOURCE_DOES_NOT_EXIST
-    if isinstance(exc, PermissionDenied):
-        return PERMISSION_DENIED
-    if isinstance(exc, InvalidKey):
-        return INVALID_PARAMETER_VALUE
-    return INTERNAL_ERROR
-
-
 @contextmanager
 def _mlflow_errors(what: str) -> Iterator[None]:
     """Engine errors as MlflowException, with the error code MLflow's own
@@ -133,11 +117,11 @@ def _mlflow_errors(what: str) -> Iterator[None]:
     try:
         yield
     except TransferFailed as exc:
-        codes = {_code(e) for e in exc.failures.values()}
+        codes = {error_code(e) for e in exc.failures.values()}
         code = codes.pop() if len(codes) == 1 else INTERNAL_ERROR
         raise MlflowException(f"{what}: {exc}", error_code=code) from exc
     except (StorageError, OSError) as exc:
-        raise MlflowException(f"{what}: {exc}", error_code=_code(exc)) from exc
+        raise MlflowException(f"{what}: {exc}", error_code=error_code(exc)) from exc
 
 
 # -- the repository ---------------------------------------------------------------

@@ -18,11 +18,20 @@ from typing import Any, TypeVar
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
     INTERNAL_ERROR,
+    INVALID_PARAMETER_VALUE,
     PERMISSION_DENIED,
+    RESOURCE_DOES_NOT_EXIST,
     TEMPORARILY_UNAVAILABLE,
+    ErrorCode,
 )
 
-from mlflow_bucket.storage import PermissionDenied, StorageError, TransientError
+from mlflow_bucket.storage import (
+    InvalidKey,
+    NotFound,
+    PermissionDenied,
+    StorageError,
+    TransientError,
+)
 
 C = TypeVar("C", bound=type)
 
@@ -31,14 +40,25 @@ C = TypeVar("C", bound=type)
 _depth = threading.local()
 
 
-def as_mlflow_error(exc: StorageError) -> MlflowException:
+def error_code(exc: BaseException) -> int:
+    """The one map from the engine's failures to MLflow's error codes, used by the
+    tracking store, the registry and the artifact repository alike: the code
+    MLflow's own stores and repositories give for the same failure."""
+    if isinstance(exc, MlflowException):
+        return int(ErrorCode.Value(exc.error_code))
     if isinstance(exc, PermissionDenied):
-        code = PERMISSION_DENIED
-    elif isinstance(exc, TransientError):
-        code = TEMPORARILY_UNAVAILABLE
-    else:
-        code = INTERNAL_ERROR
-    return MlflowException(f"bucket store: {exc}", code)
+        return PERMISSION_DENIED
+    if isinstance(exc, TransientError):
+        return TEMPORARILY_UNAVAILABLE
+    if isinstance(exc, NotFound):
+        return RESOURCE_DOES_NOT_EXIST
+    if isinstance(exc, InvalidKey):
+        return INVALID_PARAMETER_VALUE
+    return INTERNAL_ERROR
+
+
+def as_mlflow_error(exc: StorageError, what: str = "bucket store") -> MlflowException:
+    return MlflowException(f"{what}: {exc}", error_code(exc))
 
 
 def _converting(fn: Callable[..., Any]) -> Callable[..., Any]:
