@@ -140,3 +140,17 @@ def test_logged_model_values_read_the_same_in_another_process(memory_uri: str) -
     with pytest.raises(MlflowException) as exc:
         store.set_logged_model_tags(model.model_id, [LoggedModelTag("none", None)])  # type: ignore[arg-type]
     assert exc.value.error_code == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize("max_results", [0, -1, 50001])
+def test_search_runs_refuses_a_page_size_the_sql_store_refuses(
+    memory_uri: str, make_sqlite_store: Callable[[], Any], max_results: int
+) -> None:
+    """max_results=0 answered a page of none with a token at offset 0: a client paging
+    through looped forever. The SQL store refuses it."""
+    codes = []
+    for store in (make_sqlite_store(), tracking_store_for(memory_uri)):
+        with pytest.raises(MlflowException) as exc:
+            store.search_runs(["0"], "", 1, max_results=max_results)
+        codes.append((exc.value.error_code, str(exc.value.message)))
+    assert codes[0] == codes[1]

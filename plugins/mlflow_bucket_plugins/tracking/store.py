@@ -679,13 +679,9 @@ class BucketTrackingStore(AbstractStore):
         order_by: list[str] | None,
         page_token: str | None,
     ) -> tuple[list[Run], str | None]:
-        # None is "no limit" in the SQL store (the client always sends one).
-        if max_results is not None and max_results > SEARCH_MAX_RESULTS_THRESHOLD:
-            raise MlflowException(
-                "Invalid value for request parameter max_results. It must be at "
-                f"most {SEARCH_MAX_RESULTS_THRESHOLD}, but got value {max_results}",
-                INVALID_PARAMETER_VALUE,
-            )
+        # None is "no limit" in the SQL store (the client always sends one); 0 is
+        # refused as there (a page of none with a token at offset 0 looped clients).
+        _validate_max_results(max_results, allow_null=True)
         stages = _stages(run_view_type)
         eids = [_parse_experiment_id(e) for e in experiment_ids]
         self.backend.warm_up(eids)
