@@ -72,13 +72,12 @@ def is_hidden(rel: str) -> bool:
 def walk_files(local_dir: str) -> list[tuple[str, str]]:
     """(local path, relative artifact path) of every regular file under ``local_dir``.
 
-    Symbolic links are followed only while they stay inside ``local_dir``:
-    a link to a file elsewhere is skipped with a warning, so logging a
-    folder never uploads what lies outside it. Linked folders are not
-    descended (their targets, if inside, are walked where they really are),
-    which also rules out loops.
+    As MLflow's own repositories do (``os.walk``, then each file opened): a
+    link to a file is logged with the content it points to, wherever that
+    lies (a Hugging Face snapshot's files link to ``../../blobs/...``);
+    linked folders are not descended, which also rules out loops. A dangling
+    link is skipped with a warning (MLflow's own repositories fail on it).
     """
-    root = os.path.realpath(local_dir)
     out: list[tuple[str, str]] = []
     for current, dirs, files in os.walk(local_dir, followlinks=False):
         rel_dir = os.path.relpath(current, local_dir)
@@ -89,16 +88,9 @@ def walk_files(local_dir: str) -> list[tuple[str, str]]:
                 log.warning("not following linked folder %s while logging %s", full, local_dir)
         for name in sorted(files):
             full = os.path.join(current, name)
-            if os.path.islink(full):
-                target = os.path.realpath(full)
-                if os.path.commonpath([root, target]) != root:
-                    log.warning(
-                        "skipping %s: it links to %s, outside the folder being logged",
-                        full,
-                        target,
-                    )
-                    continue
             if not os.path.isfile(full):
+                if os.path.islink(full):
+                    log.warning("skipping %s: it links to nothing", full)
                 continue  # a dangling link, a socket, a FIFO
             out.append((full, clean(join(rel_dir, name))))
     return out

@@ -176,20 +176,30 @@ def test_a_file_name_with_a_backslash_is_refused(
         repo.log_artifact(str(f))
 
 
-def test_symlinks_are_not_followed_outside_the_folder(
+def test_file_links_are_logged_with_their_content_wherever_they_point(
     repo: BucketArtifactRepository, tmp_path: Path
 ) -> None:
-    secret = tmp_path / "secret.txt"
-    secret.write_text("do not upload")
+    """As MLflow's own repositories: a Hugging Face snapshot's files are links to
+    ../../blobs/<hash>; logging the snapshot logs those contents. Linked folders are
+    not descended (MLflow's os.walk does not either), dangling links are skipped."""
+    blobs = tmp_path / "hub" / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / "ab12").write_text('{"hidden_size": 8}')
+    (blobs / "cd34").write_bytes(b"\x00weights")
+    snapshot = tmp_path / "hub" / "snapshots" / "rev1"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").symlink_to("../../blobs/ab12")
+    (snapshot / "model.safetensors").symlink_to("../../blobs/cd34")
+    (snapshot / "real.txt").write_text("real")
     outside_dir = tmp_path / "outside"
     outside_dir.mkdir()
-    (outside_dir / "x.txt").write_text("nor this")
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "real.txt").write_text("real")
-    (src / "inside-link.txt").symlink_to(src / "real.txt")
-    (src / "outside-link.txt").symlink_to(secret)
-    (src / "outside-dir").symlink_to(outside_dir, target_is_directory=True)
-    (src / "dangling").symlink_to(tmp_path / "gone")
-    repo.log_artifacts(str(src))
-    assert [f.path for f in repo.list_artifacts()] == ["inside-link.txt", "real.txt"]
+    (outside_dir / "x.txt").write_text("not descended")
+    (snapshot / "outside-dir").symlink_to(outside_dir, target_is_directory=True)
+    (snapshot / "dangling").symlink_to(tmp_path / "gone")
+    repo.log_artifacts(str(snapshot), "model")
+    listed = [f.path for f in repo.list_artifacts("model")]
+    assert listed == ["model/config.json", "model/model.safetensors", "model/real.txt"]
+    (tmp_path / "down").mkdir()
+    got = Path(repo.download_artifacts("model", str(tmp_path / "down")))
+    assert (got / "config.json").read_text() == '{"hidden_size": 8}'
+    assert (got / "model.safetensors").read_bytes() == b"\x00weights"
