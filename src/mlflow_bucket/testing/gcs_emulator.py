@@ -1118,12 +1118,27 @@ class GcsState:
             raise _bad_request(
                 "Parse Error: multipart metadata must be a JSON object", "parseError"
             )
+        media_type = media_headers.get("content-type")
+        declared = resource.get("contentType")
+        if declared is not None and media_type is not None and declared != media_type:
+            # Google documents one type per upload (the media part's Content-Type; contentType
+            # in the resource sets the same property) but not which wins when the two differ:
+            # its own testbench refuses the request with 412, fake-gcs-server keeps the media
+            # part's, and this emulator used to keep the resource's, which let a client that
+            # declared two types pass here and lose its type elsewhere. Refused, as Google's
+            # testbench does (docs/storage.md).
+            raise GcsError(
+                412,
+                f"Content-Type validation failed: the metadata's contentType {declared!r} "
+                f"differs from the media part's Content-Type {media_type!r}",
+                "conditionNotMet",
+            )
         if media_headers.get("content-transfer-encoding", "").lower() == "base64":
             try:
                 data = base64.b64decode(data, validate=False)
             except binascii.Error:
                 raise _bad_request("Media part is not valid base64") from None
-        return self._insert_object(req, bucket, resource, data, media_headers.get("content-type"))
+        return self._insert_object(req, bucket, resource, data, media_type)
 
     # -- resumable uploads ------------------------------------------------------------------
 
