@@ -11,7 +11,7 @@ import mlflow
 import requests
 from mlflow_bucket_plugins.artifacts import CloudArtifactRepository
 
-BACKENDS = ["gcs", "s3"]
+BACKENDS = ["gcs", "fake_gcs", "s3"]
 
 
 def test_proxied_multipart_upload(make_repo: Any, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from mlflow_bucket.storage import ObjectStore, TransientError, transfer
 from mlflow_bucket.storage.transfer import MAX_RANGE, TransferFailed, Transfers, _ranges, _split
 
-BACKENDS = ["gcs", "s3"]
+BACKENDS = ["gcs", "fake_gcs", "s3"]
 MiB = 1024 * 1024
 CHUNK = 5 * MiB
 

@@ -11,6 +11,9 @@ from mlflow_bucket.storage import NotFound, ObjectStore
 from mlflow_bucket.storage.checksums import crc32c, crc32c_combine
 from mlflow_bucket.storage.transfer import TransferFailed, Transfers
 
+# fake_gcs: fake-gcs-server, a second GCS implementation besides our own emulator.
+BACKENDS = ["memory", "local", "gcs", "fake_gcs", "s3"]
+
 MiB = 1024 * 1024
 # The smallest chunk the cloud backends accept (S3's minimum part size).
 CHUNK = 5 * MiB

