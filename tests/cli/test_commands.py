@@ -217,7 +217,6 @@ def test_compact_then_gc_on_a_folder(cli: Cli, project: Path) -> None:
     # flusher's timing, and a process checkpoints it at exit from three on.)
     for _ in range(2):
         log_runs(uri, "alpha", 1)
-    before = cli("status", uri, "--json").out
 
     dry = cli("compact", uri, "--dry-run")
     assert dry.code == 0 and "would checkpoint tracking/index at 2" in dry.out
@@ -226,6 +225,10 @@ def test_compact_then_gc_on_a_folder(cli: Cli, project: Path) -> None:
     assert result.code == 0
     assert "checkpointed tracking/index at 2 (2 log object(s) folded)" in result.out
     assert cli("compact", uri).out.rstrip().endswith("0 checkpointed, 4 up to date")
+    # gc deletes only log objects two readable checkpoints cover: a second one.
+    log_runs(uri, "alpha", 1)
+    assert "checkpointed tracking/index at 3" in cli("compact", uri).out
+    before = cli("status", uri, "--json").out
 
     # Young objects are never deleted.
     fresh = json.loads(cli("gc", uri, "--dry-run", "--json").out)
@@ -234,8 +237,9 @@ def test_compact_then_gc_on_a_folder(cli: Cli, project: Path) -> None:
     _age(store, 7200)
     planned = json.loads(cli("gc", uri, "--dry-run", "--json").out)
     doomed = {k for log in planned["logs"] for k in log["log_objects"]}
-    assert "tracking/index/log/000000000001" in doomed
-    assert "tracking/index/log/000000000002" not in doomed  # a log's newest object stays
+    assert {"tracking/index/log/000000000001", "tracking/index/log/000000000002"} <= doomed
+    # What only the newest checkpoint covers stays (so does a log's newest object).
+    assert "tracking/index/log/000000000003" not in doomed
     text = cli("gc", uri, "--dry-run")
     assert (
         f"would delete {uri.replace('bucket+file', 'file')}" in text.out

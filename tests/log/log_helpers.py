@@ -29,6 +29,10 @@ class WrappedStore(ObjectStore):
     def uri(self) -> str:
         return self.inner.uri
 
+    @property
+    def endpoint(self) -> str | None:
+        return self.inner.endpoint
+
     def url(self, key: str) -> str:
         return self.inner.url(key)
 
@@ -135,4 +139,12 @@ def fold_all(log: Log) -> dict[str, Any]:
     state = initial()
     for seq, entries in log.read(0):
         state = fold(state, seq, entries)
+    return state
+
+
+def fold_upto(log: Log, upto: int) -> dict[str, Any]:
+    """The fold of log objects 1..upto: the state a checkpoint at ``upto`` holds."""
+    state = initial()
+    for record in log.records(0, upto=upto):
+        state = fold(state, record.seq, record.entries)
     return state

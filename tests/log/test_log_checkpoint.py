@@ -22,7 +22,7 @@ from mlflow_bucket.log import (
     SideObjects,
 )
 from mlflow_bucket.log.codec import decode_checkpoint
-from mlflow_bucket.storage import ObjectStore
+from mlflow_bucket.storage import ObjectStore, StorageError
 
 # A retention that makes everything old enough to collect at once. Negative
 # because GCS and S3 give their time to the second only (truncated), so an
@@ -111,7 +111,7 @@ def test_compaction_racing_compaction_and_appends(store: ObjectStore) -> None:
     assert Checkpoints(log, fold, initial, compaction=KEEP_ALL).load() == (24, fold_all(log))
 
 
-def test_gc_deletes_covered_log_objects_old_checkpoints_but_never_the_newest_object(
+def test_gc_deletes_log_objects_two_checkpoints_cover_and_old_checkpoints(
     log: Log,
 ) -> None:
     ckpts = Checkpoints(log, fold, initial, compaction=Compaction(retention=NOW, keep=2, gc=False))
@@ -122,9 +122,10 @@ def test_gc_deletes_covered_log_objects_old_checkpoints_but_never_the_newest_obj
     report = ckpts.gc()
     assert (report.checkpoint, report.checkpoints) == (15, 1)
     assert _ckpt_seqs(log) == [10, 15]
-    # Everything the newest checkpoint covers is gone, except the newest object.
-    assert [seq for seq, _ in log._listed(log.log_prefix, 0)] == [15]
-    assert report.log_objects == 14
+    # What the two newest checkpoints both cover is gone; what only the newest
+    # covers stays, for a reader to fall back on should it be damaged.
+    assert [seq for seq, _ in log._listed(log.log_prefix, 0)] == [11, 12, 13, 14, 15]
+    assert report.log_objects == 10
     _fill(log, 2, start=15)
     assert [seq for seq, _ in log.read(15)] == [16, 17]
     # A reader folds from the checkpoint: the same state as the full fold had.
@@ -135,15 +136,31 @@ def test_gc_deletes_covered_log_objects_old_checkpoints_but_never_the_newest_obj
 
 
 def test_gc_spares_what_is_younger_than_the_retention_window(log: Log) -> None:
-    ckpts = Checkpoints(log, fold, initial, compaction=Compaction(retention=3600, keep=1))
+    ckpts = Checkpoints(log, fold, initial, compaction=Compaction(retention=3600, keep=2))
+    for round_ in range(3):
+        _fill(log, 5, start=5 * round_)
+        ckpts.compact()
+    report = ckpts.gc()
+    assert (report.log_objects, report.checkpoints) == (0, 1)
+    assert len(list(log._listed(log.log_prefix, 0))) == 15
+    assert _ckpt_seqs(log) == [10, 15]
+
+
+def test_gc_keeps_two_readable_checkpoints_and_deletes_log_objects_only_below_both(
+    log: Log,
+) -> None:
+    """keep=1 counts as 2; one checkpoint alone frees no log object."""
+    ckpts = Checkpoints(log, fold, initial, compaction=Compaction(retention=NOW, keep=1))
     _fill(log, 5)
     ckpts.compact()
+    assert ckpts.gc().log_objects == 0
+    assert len(list(log._listed(log.log_prefix, 0))) == 5
     _fill(log, 5, start=5)
     ckpts.compact()
     report = ckpts.gc()
-    assert (report.log_objects, report.checkpoints) == (0, 1)
-    assert len(list(log._listed(log.log_prefix, 0))) == 10
-    assert _ckpt_seqs(log) == [10]
+    assert (report.log_objects, report.checkpoints) == (5, 0)
+    assert _ckpt_seqs(log) == [5, 10]
+    assert [seq for seq, _ in log._listed(log.log_prefix, 0)] == [6, 7, 8, 9, 10]
 
 
 class _GcOnFirstGet(WrappedStore):
@@ -188,32 +205,48 @@ def test_gc_between_a_readers_log_listing_and_its_gets_makes_it_reread_from_the_
 
 def test_gc_between_a_readers_checkpoint_listing_and_its_get(store: ObjectStore) -> None:
     log = Log(store, "exp/7", cache=None)
-    other = Checkpoints(log, fold, initial, compaction=Compaction(retention=NOW, keep=1, gc=False))
+    other = Checkpoints(log, fold, initial, compaction=Compaction(retention=NOW, keep=2, gc=False))
     _fill(log, 6)
     other.compact()
     expected: dict[str, Any] = {}
 
-    def newer_checkpoint_and_gc() -> None:
-        _fill(log, 3, start=6)
+    def newer_checkpoints_and_gc() -> None:
+        for start in (6, 9):
+            _fill(log, 3, start=start)
+            other.compact()
         expected.update(fold_all(log))
-        other.compact()
-        other.gc()  # keep=1: checkpoint 6, which the reader listed, is deleted
+        other.gc()  # two newer checkpoints: checkpoint 6, which the reader listed, is deleted
 
-    racing = _GcOnFirstGet(store, "exp/7/ckpt/", newer_checkpoint_and_gc)
+    racing = _GcOnFirstGet(store, "exp/7/ckpt/", newer_checkpoints_and_gc)
     reader = Checkpoints(
         Log(racing, "exp/7", cache=None), fold, initial, compaction=Compaction(threshold=0)
     )
     seq, state = reader.load()
     assert racing.fired.is_set()
-    assert _ckpt_seqs(log) == [9]
-    assert (seq, state) == (9, expected)
+    assert _ckpt_seqs(log) == [9, 12]
+    assert (seq, state) == (12, expected)
 
 
-def test_a_missing_log_object_no_checkpoint_covers_is_a_clear_error(log: Log) -> None:
+def test_a_log_object_deleted_by_hand_hides_what_follows_until_writers_fill_it(
+    log: Log,
+) -> None:
+    """No checkpoint covers the hole, so it is not gc's: nobody goes past it
+    (docs/format.md, "Gaps"), and the next append fills it."""
     _fill(log, 4)
     log.store.delete(log.key(2))
-    with pytest.raises(LogGap, match="000000000002"):
-        Checkpoints(log, fold, initial, compaction=KEEP_ALL).load()
+    reader = Checkpoints(log, fold, initial, compaction=KEEP_ALL)
+    with pytest.warns(CorruptObjectWarning, match=r"log/000000000003: log object 2 does not"):
+        seq, state = reader.load()
+    assert (seq, state["upto"]) == (1, 1)
+    assert Log(log.store, "exp/7", cache=None).append([{"k": "late", "v": 0}]) == 2
+    seq, state = Checkpoints(log, fold, initial, compaction=KEEP_ALL).load()
+    assert (seq, state) == (4, fold_all(log))
+    assert state["values"]["late"] == 0
+
+
+def test_a_cold_read_that_never_settles_is_a_storage_error() -> None:
+    """LogGap reaches MLflow and the command line like any failure of the bucket."""
+    assert issubclass(LogGap, StorageError)
 
 
 def test_a_damaged_checkpoint_is_skipped_for_the_one_before(log: Log) -> None:
@@ -261,7 +294,7 @@ def test_side_objects_hold_cold_data_beside_the_checkpoint(store: ObjectStore) -
         return {"values": values, "claims": doc["claims"], "upto": doc["upto"]}
 
     ckpts = Checkpoints(
-        log, fold, initial, dump=_dump, load=load, compaction=Compaction(retention=NOW, keep=1)
+        log, fold, initial, dump=_dump, load=load, compaction=Compaction(retention=NOW, keep=2)
     )
     log.append([{"k": "apple", "v": 1}, {"k": "berry", "v": 2}])
     ckpts.compact()
@@ -277,12 +310,18 @@ def test_side_objects_hold_cold_data_beside_the_checkpoint(store: ObjectStore) -
     assert counting.counts["put"] == 1
     assert Checkpoints(log, fold, initial, load=load).load(compact=False) == (2, fold_all(log))
 
-    # gc: the old "a" group is referenced by no remaining checkpoint.
+    # gc: once a third checkpoint retires the first, the old "a" group is
+    # referenced by no remaining checkpoint.
+    assert ckpts.gc().side_objects == 0
+    log.append([{"k": "cherry", "v": 4}])
+    assert ckpts.compact() == 3
     report = ckpts.gc()
     assert report.side_objects == 1
-    _, _, refs2 = decode_checkpoint(store.get(log.checkpoint_key(2)), "x")
+    refs_kept: set[str] = set()
+    for n in (2, 3):
+        refs_kept.update(decode_checkpoint(store.get(log.checkpoint_key(n)), "x")[2])
     assert sorted(o.key for o in store.list_objects("exp/7/side/")) == sorted(
-        f"exp/7/side/{r}" for r in refs2
+        f"exp/7/side/{r}" for r in refs_kept
     )
 
 

@@ -360,6 +360,7 @@ def test_a_dead_spool_whose_log_was_compacted_since_is_uploaded_with_a_warning(
     log = Log(store, "exp/1", cache=None)
     for i in range(3):
         log.append([{"w": "other", "i": i}])
+    store.put(log.checkpoint_key(2), b"(not read)")
     store.delete(log.key(1))
     store.delete(log.key(2))  # as gc does once a checkpoint covers them
     dead = spool_dir / "host-1-deadbeef"

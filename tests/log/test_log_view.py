@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from log_helpers import CountingStore, fold, fold_all, initial
+from log_helpers import CountingStore, fold, fold_all, fold_upto, initial
 
 from mlflow_bucket.log import Checkpoints, Compaction, Log, LogView
 from mlflow_bucket.storage import ObjectStore
@@ -78,10 +78,11 @@ def test_a_view_overtaken_by_gc_reloads_from_the_checkpoint(store: ObjectStore) 
     for i in range(3, 15):
         log.append([{"k": f"k{i % 4}", "v": i}])
     expected = fold_all(log)
-    compactor = Checkpoints(log, fold, initial, compaction=Compaction(retention=-5.0, keep=1))
+    compactor = Checkpoints(log, fold, initial, compaction=Compaction(retention=-5.0, keep=2))
+    compactor.write(9, fold_upto(log, 9))
     compactor.compact()
-    compactor.gc()
-    assert [s for s, _ in log._listed(log.log_prefix, 0)] == [15]
+    compactor.gc()  # what both checkpoints cover goes, the view's next number too
+    assert [s for s, _ in log._listed(log.log_prefix, 0)] == [10, 11, 12, 13, 14, 15]
     assert view.refresh(max_age=0) == expected
     assert view.seq == 15
 

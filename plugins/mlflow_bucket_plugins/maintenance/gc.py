@@ -67,14 +67,17 @@ def plan(
     cutoff = store.server_time() - timedelta(seconds=retention)
     listed = log.checkpoints()
     objects = list(log._listed(log.log_prefix, 0))
-    readable = checkpoints._readable(listed, max(1, checkpoints.compaction.keep))
+    # The true tail: what lies past an uncovered gap is not the log's (docs/format.md).
+    top = log.reachable_tail(objects)
+    readable = checkpoints._readable(listed, checkpoints.kept())
     if not readable:
-        return GcPlan(spec.root, 0, unfolded=len(objects))
+        return GcPlan(spec.root, 0, unfolded=sum(1 for seq, _ in objects if seq <= top))
     newest = readable[0][0]
     oldest_kept = readable[-1][0]
-    top = objects[-1][0] if objects else 0
+    # Log objects go once two readable checkpoints cover them.
+    covered = readable[1][0] if len(readable) > 1 else 0
     doomed_log = [
-        info for seq, info in objects if seq <= newest and seq < top and _older(info, cutoff)
+        info for seq, info in objects if seq <= covered and seq < top and _older(info, cutoff)
     ]
     doomed_ckpt = [info for seq, info in listed if seq < oldest_kept]
     remaining = [(seq, info) for seq, info in listed if seq >= oldest_kept]
@@ -92,7 +95,7 @@ def plan(
         doomed_log,
         doomed_ckpt,
         doomed_side,
-        unfolded=sum(1 for seq, _ in objects if seq > newest),
+        unfolded=sum(1 for seq, _ in objects if newest < seq <= top),
     )
 
 

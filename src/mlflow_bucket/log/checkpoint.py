@@ -11,8 +11,10 @@ create-if-absent: racing compactors write the same content and the loser's
 A cold read is: LIST ckpt/ (take the newest), GET it, LIST log/ after it,
 GET those objects in parallel. Whoever reads a tail longer than the
 threshold writes a new checkpoint; gc() then deletes log objects older than
-the retention window that a checkpoint covers (never the newest one), all
-but the newest checkpoints, and side objects no checkpoint references.
+the retention window that two readable checkpoints cover (never the newest
+one), all but the newest two checkpoints, and side objects no checkpoint
+references. So a newest checkpoint damaged later gives way to the one
+before it with every log object after that still there: nothing is lost.
 
 Large, cold data (histories, say) goes in side objects: ``dump(state,
 side)`` turns the state into the checkpoint's JSON and may move parts of it
@@ -43,8 +45,13 @@ S = TypeVar("S")
 FoldFn = Callable[[S, int, list[Entry]], S]
 
 
-class LogGap(Exception):
-    """Log objects are missing and no checkpoint covers them: the log is damaged."""
+class LogGap(StorageError):
+    """A cold read could not settle: the log kept being truncated under it.
+
+    A StorageError, so that it reaches MLflow and the command line like
+    any failure of the bucket. (Missing log objects no checkpoint covers
+    are not an error: readers stop before such a gap, docs/format.md.)
+    """
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,9 @@ class Compaction:
     # than this are never deleted. It must exceed the longest pause of an
     # appender between its listing and its create (Log.relist_after).
     retention: float = 3600.0
-    # Checkpoints kept by gc(): the newest readable ones.
+    # Checkpoints kept by gc(): the newest readable ones; at least 2, so
+    # that a damaged newest checkpoint leaves a readable one before it with
+    # every log object after it.
     keep: int = 2
     # Run gc() after writing a checkpoint.
     gc: bool = True
@@ -230,23 +239,53 @@ class Checkpoints(Generic[S]):
         return seq, state, count
 
     def read(self) -> tuple[int, S, Base]:
-        """A cold read: (seq, state, the checkpoint it started from)."""
-        missing: int | None = None
+        """A cold read: (seq, state, the checkpoint it started from).
+
+        The newest readable checkpoint plus the log objects after it. Where
+        log objects are missing (docs/format.md, "Reading"): a newer
+        readable checkpoint, if gc wrote one meanwhile, is started from
+        again; a stretch covered only by checkpoints this code cannot read
+        (a damaged newest checkpoint over objects an older gc collected) is
+        passed over with a warning naming the checkpoint, serving what
+        remains; the log ends before a gap no checkpoint covers.
+        """
+        base, state = self.latest()
+        seq = base.seq
         for _ in range(20):
-            base, state = self.latest()
-            if missing is not None and base.seq < missing:
-                raise LogGap(
-                    f"{self.log.url(self.log.key(missing))}: log object {missing} is missing "
-                    f"and no checkpoint covers it (newest: {base.seq}); the log is damaged"
-                )
             try:
-                seq, state, _ = self.catch_up(base.seq, state)
+                for record in self.log.records(seq):
+                    state = self.fold(state, record.seq, record.entries)
+                    seq = record.seq
+                return seq, state, base
             except LogTruncated as exc:
-                # gc got there first: a checkpoint covering it exists now.
-                missing = exc.missing
-                continue
-            return seq, state, base
-        raise LogGap(f"{self.log}: the log kept being truncated under a cold read")
+                newer, newer_state = self.latest()
+                if newer.seq > seq:
+                    # gc got there first: a checkpoint covering more exists now.
+                    base, state, seq = newer, newer_state, newer.seq
+                    continue
+                if exc.found is None:
+                    continue  # an object vanished between LIST and GET: list again
+                self._passed_over(newer, exc.missing, exc.found)
+                seq = exc.found - 1
+        raise LogGap(
+            "the log kept being truncated under a cold read",
+            operation="read",
+            url=self.log.url(self.log.log_prefix),
+        )
+
+    def _passed_over(self, base: Base, missing: int, found: int) -> None:
+        """Warn that log objects ``missing``..``found - 1`` are gone and only an
+        unreadable checkpoint held them, naming that checkpoint."""
+        covering = [c for c in base.listed if c >= found - 1 and c > base.seq]
+        key = self.log.checkpoint_key(min(covering)) if covering else self.log.key(missing)
+        before = f"checkpoint {base.seq}" if base.seq else "the empty state"
+        self.log._warn_once(
+            self.log.url(key),
+            f"log objects {missing}..{found - 1} were folded into this checkpoint and "
+            f"garbage-collected, and it cannot be read: what they held is missing; "
+            f"reading {before} and the log objects from {found} on",
+            kind="lost",
+        )
 
     def load(self, *, compact: bool = True) -> tuple[int, S]:
         """The state of the whole log: (seq, state).
@@ -339,13 +378,20 @@ class Checkpoints(Generic[S]):
             out.append((seq, refs))
         return out
 
+    def kept(self) -> int:
+        """How many of the newest readable checkpoints gc keeps: at least 2."""
+        return max(2, self.compaction.keep)
+
     def gc(self) -> GcReport:
         """Delete what the newest readable checkpoints make unnecessary.
 
-        - log objects a readable checkpoint covers, older than the retention
-          window (store clock), except the newest log object, which must
-          stay so that appenders always see the true tail;
-        - checkpoints older than the newest ``keep`` readable ones;
+        - log objects the two newest readable checkpoints both cover (at or
+          below the second-newest), older than the retention window (store
+          clock), except the newest log object, which must stay so that
+          appenders always see the true tail: if the newest checkpoint is
+          damaged later, the one before it still has every log object
+          after it;
+        - checkpoints older than the newest ``kept()`` readable ones;
         - side objects that no remaining checkpoint references, older than
           the retention window (so that a compactor's side objects are safe
           until its checkpoint lands).
@@ -356,18 +402,21 @@ class Checkpoints(Generic[S]):
         store = self.log.store
         cutoff = store.server_time() - timedelta(seconds=self.compaction.retention)
         listed = self.log.checkpoints()
-        readable = self._readable(listed, max(1, self.compaction.keep))
+        readable = self._readable(listed, self.kept())
         if not readable:
             return GcReport(0, 0, 0, 0)
         newest = readable[0][0]
         oldest_kept = readable[-1][0]
+        # Covered twice: at or below the second-newest readable checkpoint.
+        covered = readable[1][0] if len(readable) > 1 else 0
 
         objects = list(self.log._listed(self.log.log_prefix, 0))
-        top = objects[-1][0] if objects else 0
+        # The true tail: objects past an uncovered gap are not the log's.
+        top = self.log.reachable_tail(objects)
         doomed_log = [
             info.key
             for seq, info in objects
-            if seq <= newest and seq < top and _older(info, cutoff)
+            if seq <= covered and seq < top and _older(info, cutoff)
         ]
         # Oldest first: a reader racing gc meets one gap, not a scattering.
         for key in doomed_log:

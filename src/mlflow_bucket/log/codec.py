@@ -55,7 +55,7 @@ class FormatTooNew(ValueError):
 
 
 class CorruptObjectWarning(UserWarning):
-    """A damaged or foreign object under a log prefix was skipped."""
+    """A damaged or foreign object was skipped or ignored; the message names its URL."""
 
 
 def warn_corrupt(where: str, reason: str) -> None:
@@ -65,6 +65,12 @@ def warn_corrupt(where: str, reason: str) -> None:
         CorruptObjectWarning,
         stacklevel=3,
     )
+
+
+def warn_object(where: str, reason: str) -> None:
+    """A CorruptObjectWarning about an object that may be valid but is not
+    read as it stands (past a gap, say): ``reason`` says what happens."""
+    warnings.warn(f"{where}: {reason}", CorruptObjectWarning, stacklevel=3)
 
 
 def canonical_json(value: Any) -> bytes:

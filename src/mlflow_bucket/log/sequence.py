@@ -15,6 +15,12 @@ process once knew still shows the true tail, and an appender can never
 re-create a number that was deleted. A reader who finds numbers missing
 (deleted between its listing and its GET, or before it) gets LogTruncated
 and re-reads from the newest checkpoint.
+
+A gap no checkpoint covers (a foreign object put past the tail, say
+``log/000000000009`` when the tail is 3) comes from neither: nobody
+crosses it. Readers stop before it and writers take the number before it
+as the tail, so they fill the gap; the object past it joins the log once
+they reach it (docs/format.md, "Gaps").
 """
 
 from __future__ import annotations
@@ -125,7 +131,7 @@ class Log:
         self.page_size = MAX_PAGE
         self._lock = threading.Lock()
         self._known = 0
-        self._warned: set[str] = set()
+        self._warned: set[tuple[str, str]] = set()
 
     def __repr__(self) -> str:
         return f"Log({self.store.url(self.root)!r})"
@@ -144,13 +150,22 @@ class Log:
     def url(self, key: str) -> str:
         return self.store.url(key)
 
-    def _warn_once(self, where: str, reason: str) -> None:
+    def _warn_once(self, where: str, reason: str, *, kind: str = "corrupt") -> None:
+        """One warning per object and kind for the life of this Log.
+
+        ``kind`` "corrupt": the object is not a valid document and is
+        skipped; any other kind: ``reason`` says what happens instead.
+        """
         with self._lock:
-            if where in self._warned:
+            if (kind, where) in self._warned:
                 return
-            self._warned.add(where)
-        log.warning("skipping %s: %s", where, reason)
-        codec.warn_corrupt(where, reason)
+            self._warned.add((kind, where))
+        if kind == "corrupt":
+            log.warning("skipping %s: %s", where, reason)
+            codec.warn_corrupt(where, reason)
+        else:
+            log.warning("%s: %s", where, reason)
+            codec.warn_object(where, reason)
 
     def _seq_of(self, key: str, prefix: str) -> int | None:
         name = key[len(prefix) :]
@@ -166,6 +181,48 @@ class Log:
             seq = self._seq_of(info.key, prefix)
             if seq is not None and seq > after:
                 yield seq, info
+
+    # -- gaps ---------------------------------------------------------------------
+
+    def covered(self, found: int) -> bool:
+        """Whether a checkpoint numbered ``found - 1`` or higher is listed (one LIST).
+
+        Log objects missing before ``found`` may then have been collected by
+        gc, which deletes only what a checkpoint folded; otherwise the gap
+        is uncovered and ``found`` lies past it (docs/format.md, "Gaps").
+        Readable or not: a damaged checkpoint may have been collected under.
+        """
+        return next(self._listed(self.ckpt_prefix, max(0, found - 2)), None) is not None
+
+    def _past_gap(self, missing: int, found: int) -> None:
+        self._warn_once(
+            self.url(self.key(found)),
+            f"log object {missing} does not exist and no checkpoint covers it, so this "
+            "object and those after it are not part of the log: ignored until writers "
+            "fill the gap (a foreign object, or log objects deleted by something else than gc)",
+            kind="gap",
+        )
+
+    def _reachable(
+        self, after: int, listed: Iterable[tuple[int, ObjectInfo]]
+    ) -> Iterator[tuple[int, ObjectInfo]]:
+        """The listed objects after ``after`` a writer counts: across collected
+        stretches (covered gaps), up to the first uncovered gap."""
+        expected = after + 1
+        for seq, info in listed:
+            if seq != expected and not self.covered(seq):
+                self._past_gap(expected, seq)
+                return
+            yield seq, info
+            expected = seq + 1
+
+    def reachable_tail(self, listed: Iterable[tuple[int, ObjectInfo]], after: int = 0) -> int:
+        """The last of ``listed`` (objects after ``after``, in order) before any
+        uncovered gap: the true tail, which gc must keep and writers append after."""
+        last = after
+        for seq, _ in self._reachable(after, listed):
+            last = seq
+        return last
 
     # -- the tail -------------------------------------------------------------
 
@@ -195,10 +252,12 @@ class Log:
         return ckpts[-1][0] if ckpts else 0
 
     def tail(self) -> int:
-        """The number of the newest log object, 0 for an empty log."""
-        last = self._start_hint()
-        for seq, _ in self._listed(self.log_prefix, last):
-            last = seq
+        """The number of the newest log object, 0 for an empty log.
+
+        Objects past an uncovered gap do not count (docs/format.md, "Gaps").
+        """
+        start = self._start_hint()
+        last = self.reachable_tail(self._listed(self.log_prefix, start), start)
         self._note(last)
         return last
 
@@ -266,7 +325,8 @@ class Log:
         conflicts = 0
         for _ in range(self.max_attempts):
             last = known
-            for seq, info in self._listed(self.log_prefix, known):
+            # Never past an uncovered gap: the writer fills it instead.
+            for seq, info in self._reachable(known, self._listed(self.log_prefix, known)):
                 last = seq
                 if collect:
                     listed.append((seq, info))
@@ -310,9 +370,12 @@ class Log:
         """Every log object after ``after`` (and up to ``upto``), in order.
 
         One LIST per 1000 objects, and the objects themselves fetched in
-        parallel (or from the local cache). Raises LogTruncated if a number
-        after ``after`` is gone; damaged objects are yielded empty, with a
-        warning naming them.
+        parallel (or from the local cache). Damaged objects are yielded
+        empty, with a warning naming them. At a gap, the objects before it
+        are yielded first; then, if a checkpoint covers the gap (gc deleted
+        it), LogTruncated is raised, else the records end there: what lies
+        past an uncovered gap is not part of the log (yet), and a warning
+        names it (docs/format.md, "Gaps").
         """
         expected = after + 1
         start = self.key(after) if after > 0 else None
@@ -323,6 +386,7 @@ class Log:
             )
             items: list[tuple[int, ObjectInfo]] = []
             done = False
+            truncated: LogTruncated | None = None
             for info in page.objects:
                 seq = self._seq_of(info.key, self.log_prefix)
                 if seq is None or seq <= after:
@@ -331,12 +395,19 @@ class Log:
                     done = True
                     break
                 if seq != expected:
-                    raise LogTruncated(self.url(self.key(expected)), expected, seq)
+                    if self.covered(seq):
+                        truncated = LogTruncated(self.url(self.key(expected)), expected, seq)
+                    else:
+                        self._past_gap(expected, seq)
+                    done = True
+                    break
                 items.append((seq, info))
                 expected += 1
             if items:
                 self._note(items[-1][0])
             yield from self._fetch(items)
+            if truncated is not None:
+                raise truncated
             if done or not page.next_token:
                 return
             token = page.next_token
