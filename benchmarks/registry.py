@@ -111,7 +111,6 @@ def child_read(uri: str, proxy: str, op: str, models: int, versions: int) -> dic
 
     call = {"search": search, "get": get, "register": register}[op]
     # Imports are not what is measured (gcsfs and aiohttp alone take about a second).
-    import mlflow.store.model_registry.sqlalchemy_store
     import mlflow_bucket_plugins.mlflow_compat  # noqa: F401
 
     import mlflow_bucket.storage.gcs  # noqa: F401

@@ -147,7 +147,6 @@ def test_each_fallback_refuses_what_mlflow_refuses(name: str, args: tuple[object
     """The local copies refuse, with MLflow's error code, what MLflow's own helper refuses
     (older MLflows refuse less: there the input passes both or the fallback is stricter)."""
     from mlflow.exceptions import MlflowException
-
     from mlflow_bucket_plugins import mlflow_compat
 
     use = mlflow_compat.USES[name]
