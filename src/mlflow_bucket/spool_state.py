@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .config import Settings
 from .log.cache import store_id
-from .log.spool import _BATCH_FILE, LOCK_NAME, MARKER_PREFIX, _try_lock, default_spool_dir
+from .log.spool import _BATCH_FILE, MARKER_PREFIX, _lock_free, default_spool_dir
 from .storage import ObjectStore
 
 
@@ -35,19 +35,6 @@ def spool_dir(store: ObjectStore, settings: Settings) -> Path:
     if settings.spool_dir is not None:
         return settings.spool_dir / store_id(store)
     return default_spool_dir(store)
-
-
-def _lock_free(path: Path) -> bool:
-    try:
-        fd = os.open(path / LOCK_NAME, os.O_RDONLY)
-    except FileNotFoundError:
-        return True  # never locked: a folder left half-made
-    except OSError:
-        return False
-    try:
-        return _try_lock(fd)
-    finally:
-        os.close(fd)  # closing releases a lock taken here
 
 
 def spool_folders(base: Path) -> list[SpoolFolder]:

@@ -9,8 +9,10 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,10 +20,13 @@ from typing import Any
 import pytest
 from log_helpers import CountingStore, DenyingStore, FlakyStore
 
-from mlflow_bucket.log import Log, Spool
+from mlflow_bucket.log import CorruptObjectWarning, Log, Spool
 from mlflow_bucket.log import spool as spool_module
+from mlflow_bucket.log.cache import legacy_store_id, store_id
 from mlflow_bucket.log.spool import PAUSE_ENV
-from mlflow_bucket.storage import ObjectStore, PermissionDenied
+from mlflow_bucket.storage import ObjectStore, PermissionDenied, open_store
+from mlflow_bucket.testing.pytest_plugin import BucketInfo, s3_bucket_info, unique_bucket_name
+from mlflow_bucket.testing.s3_emulator import S3Emulator
 
 LOGS = ["exp/1", "exp/2"]
 
@@ -250,7 +255,7 @@ if then == "hang":
 
 def _child(
     store_target: tuple[str, dict[str, Any], Any],
-    spool_dir: Path,
+    spool_dir: Path | None,
     n: int,
     *,
     interval: float = 3600,
@@ -260,7 +265,9 @@ def _child(
     uri, options, _ = store_target
     if uri.startswith("memory://"):
         pytest.skip("a memory store lives in one process")
-    args = json.dumps([uri, options, str(spool_dir), n, interval, then])
+    # No spool folder: the store's own under $MLFLOW_BUCKET_SPOOL_DIR.
+    folder = None if spool_dir is None else str(spool_dir)
+    args = json.dumps([uri, options, folder, n, interval, then])
     return subprocess.Popen(
         [sys.executable, "-c", _CHILD, args],
         stdout=subprocess.PIPE,
@@ -377,3 +384,210 @@ def test_a_dead_spool_whose_log_was_compacted_since_is_uploaded_with_a_warning(
     assert "cannot tell whether spooled batch(es)" in caplog.text
     assert list(log.read(3)) == [(4, [{"w": "d"}])]
     assert list(spool_dir.iterdir()) == []
+
+
+# -- a spool is replayed into its own store only ------------------------------------------
+
+BATCH = "0" * 32
+
+
+def _dead_folder(
+    parent: Path, *, identity: str | None = None, store_file: bytes | None = None
+) -> Path:
+    """A process folder as a killed writer leaves it: a lock nobody holds, one batch of
+    one entry for exp/1, and a store file naming ``identity`` (none: an earlier
+    version's folder; ``store_file``: these bytes instead)."""
+    dead = parent / "host-1-deadbeef"
+    dead.mkdir(parents=True)
+    (dead / "lock").touch()
+    if identity is not None:
+        store_file = json.dumps({"version": 1, "identity": identity}).encode()
+    if store_file is not None:
+        (dead / "store.json").write_bytes(store_file)
+    item = {"version": 1, "log": "exp/1", "batch": BATCH, "after": 0, "entries": [{"w": "d"}]}
+    (dead / f"{1:012d}-{BATCH}.json").write_text(json.dumps(item))
+    return dead
+
+
+def _batch_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("0*.json"))
+
+
+@pytest.fixture(scope="module")
+def twin_s3() -> Iterator[S3Emulator]:
+    """A second S3 service: another moto server, on another port."""
+    with S3Emulator() as emulator:
+        yield emulator
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("named_by", ["option", "variable"])
+def test_a_spool_left_on_one_endpoint_is_replayed_there_and_never_on_another(
+    s3_emulator: S3Emulator,
+    twin_s3: S3Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    named_by: str,
+) -> None:
+    """``s3://<bucket>/team`` on two S3 services (two emulators, one bucket name): a
+    writer killed on A leaves its spool; the next process that opens the URI on B
+    leaves it alone, and the next one on A uploads it, exactly once.
+
+    The endpoint is named by the ``endpoint_url`` storage option, or by
+    ``AWS_ENDPOINT_URL`` (which botocore reads) with no option at all.
+    """
+    bucket = unique_bucket_name("twin")
+    s3_emulator.create_bucket(bucket)
+    twin_s3.create_bucket(bucket)
+    uri = f"s3://{bucket}/team"
+    a = s3_bucket_info(bucket, s3_emulator.endpoint)
+    b = s3_bucket_info(bucket, twin_s3.endpoint)
+    spool_root = tmp_path / "spool"
+    monkeypatch.setenv("MLFLOW_BUCKET_SPOOL_DIR", str(spool_root))
+
+    def target(side: BucketInfo) -> tuple[str, dict[str, Any], BucketInfo]:
+        options = dict(side.storage_options)
+        if named_by == "variable":
+            del options["endpoint_url"]
+            monkeypatch.setenv("AWS_ENDPOINT_URL", side.endpoint)
+        return uri, options, side
+
+    def open_side(side: BucketInfo) -> ObjectStore:
+        _, options, _ = target(side)
+        return open_store(uri, **options)
+
+    child = _child(target(a), None, 7)
+    assert child.stdout is not None and child.stdout.readline().strip() == "enqueued"
+    _kill(child)
+    left = _batch_files(spool_root)
+    assert len(left) == 7
+
+    # The next process on B: nothing of A's reaches B, and A's spool stays.
+    with open_side(b) as on_b:
+        with Spool(None, on_b, cache=None) as spool:
+            assert spool.flush(timeout=60)
+        assert _seen(on_b) == Counter()
+        assert on_b.identity == f"{uri} at {b.endpoint}"
+    assert _batch_files(spool_root) == left
+    # The writer's folder says which store it was made for.
+    (store_file,) = spool_root.glob("*/*/store.json")
+    assert json.loads(store_file.read_text())["identity"] == f"{uri} at {a.endpoint}"
+
+    # The next process on A uploads it.
+    with open_side(a) as on_a:
+        with Spool(None, on_a, cache=None) as spool:
+            assert spool.flush(timeout=60)
+        assert _seen(on_a) == _exactly_once("child", 7)
+    assert _batch_files(spool_root) == []
+    assert list((spool_root / store_id(on_a)).iterdir()) == []
+
+
+def test_a_folder_recorded_for_another_store_is_never_replayed(
+    spool_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Defence in depth: a process folder in this store's spool whose store file names
+    another store (a hash collision, a folder moved by hand), or cannot be read, is
+    left alone with a warning naming it."""
+    store = open_store(f"memory://spool-{uuid.uuid4().hex[:8]}/team")
+    other = _dead_folder(spool_dir / "a", identity=f"{store.uri} at http://elsewhere:9000")
+    damaged = _dead_folder(spool_dir / "b", store_file=b"{not json")
+    for folder, reason in [
+        (other, f"it belongs to {store.uri} at http://elsewhere:9000"),
+        (damaged, "its store.json is damaged"),
+    ]:
+        caplog.clear()
+        with caplog.at_level("WARNING"), Spool(folder.parent, store, cache=None) as spool:
+            assert spool.flush(timeout=60)
+        assert f"spool folder {folder} is not replayed into {store.uri}: {reason}" in caplog.text
+        assert Log(store, "exp/1", cache=None).tail() == 0
+        assert _batch_files(folder) == [f"{1:012d}-{BATCH}.json"]
+
+    # The same folder recorded for this store is replayed.
+    (damaged / "store.json").write_text(json.dumps({"version": 1, "identity": store.uri}))
+    with Spool(damaged.parent, store, cache=None) as spool:
+        assert spool.flush(timeout=60)
+    assert list(Log(store, "exp/1", cache=None).read(0)) == [(1, [{"w": "d"}])]
+    assert list(damaged.parent.iterdir()) == []
+
+
+@pytest.mark.emulator
+def test_an_earlier_versions_folder_is_replayed_on_the_default_endpoint_only(
+    s3_bucket: BucketInfo,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before the endpoint was recorded, a store's spool was named by its URI alone, the
+    name the store on the default endpoint keeps: such a folder is replayed there (the
+    memory store here, whose identity is its URI) and not by a store on another endpoint,
+    which warns naming it; moved into that store's own folder, it is replayed there."""
+    root = tmp_path / "spool"
+    monkeypatch.setenv("MLFLOW_BUCKET_SPOOL_DIR", str(root))
+    default = open_store(f"memory://spool-{uuid.uuid4().hex[:8]}/team")
+    assert store_id(default) == legacy_store_id(default)
+    _dead_folder(root / store_id(default))
+    with Spool(root / store_id(default), default, cache=None) as spool:
+        assert spool.flush(timeout=60)
+    assert list(Log(default, "exp/1", cache=None).read(0)) == [(1, [{"w": "d"}])]
+
+    uri = f"s3://{s3_bucket.bucket}/team"
+    with open_store(uri, **s3_bucket.storage_options) as elsewhere:
+        old = _dead_folder(root / legacy_store_id(elsewhere))
+        own = root / store_id(elsewhere)
+        with caplog.at_level("WARNING"), Spool(None, elsewhere, cache=None) as spool:
+            assert spool.base == own
+            assert spool.flush(timeout=60)
+        assert Log(elsewhere, "exp/1", cache=None).tail() == 0
+        assert _batch_files(old) == [f"{1:012d}-{BATCH}.json"]
+        assert own != old.parent
+        assert (
+            f"spool folder {old} holds 1 batch(es) spooled for {uri} by an earlier "
+            "mlflow-bucket, which did not record the endpoint: not replayed into "
+            f"{uri} at {s3_bucket.endpoint}"
+        ) in caplog.text
+        assert f"move the folder into {own}" in caplog.text
+
+        old.rename(own / old.name)
+        with Spool(None, elsewhere, cache=None) as spool:
+            assert spool.flush(timeout=60)
+        assert list(Log(elsewhere, "exp/1", cache=None).read(0)) == [(1, [{"w": "d"}])]
+        assert list(own.iterdir()) == []
+
+
+def test_damaged_spool_files_are_deleted_by_the_recovery_after_the_one_that_reported_them(
+    spool_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged file is reported and set aside as ``<name>.bad`` by the recovery that finds
+    it (even its own rescans leave it), and deleted by the next one, which lets the dead
+    process's folder go; a file damaged since is reported by that one, not deleted."""
+    store = open_store(f"memory://spool-{uuid.uuid4().hex[:8]}/team")
+    dead = _dead_folder(spool_dir, identity=store.uri)  # a memory store's identity
+    first_bad = dead / f"{2:012d}-{'1' * 32}.json"
+    first_bad.write_bytes(b'{"version": 1, "log": "exp/1", "ent')  # cut short
+
+    with pytest.warns(CorruptObjectWarning, match=f"spool file {first_bad} is unreadable"):
+        first = Spool(spool_dir, store, cache=None)
+    assert first.flush(timeout=60)
+    assert list(Log(store, "exp/1", cache=None).read(0)) == [(1, [{"w": "d"}])]
+    first._adopt()  # its periodic rescan claims the folder again
+    assert first.flush(timeout=60)
+    first.close()
+    assert {p.name for p in dead.iterdir()} == {"lock", f"{first_bad.name}.bad", "store.json"}
+
+    second_bad = dead / f"{3:012d}-{'2' * 32}.json"
+    second_bad.write_bytes(b"\x00" * 10)  # damaged since
+    with (
+        caplog.at_level("INFO"),
+        pytest.warns(CorruptObjectWarning, match=f"spool file {second_bad} is unreadable"),
+    ):
+        second = Spool(spool_dir, store, cache=None)
+    assert second.flush(timeout=60)
+    second.close()
+    assert f"deleted damaged spool file {first_bad}.bad" in caplog.text
+    assert {p.name for p in dead.iterdir()} == {"lock", f"{second_bad.name}.bad", "store.json"}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CorruptObjectWarning)  # nothing new to report
+        with Spool(spool_dir, store, cache=None) as third:
+            assert third.flush(timeout=60)
+    assert list(spool_dir.iterdir()) == []  # the folder went with its last file

@@ -30,6 +30,7 @@ from tracking_workers import (
     count_log,
     finish,
     finish_lines,
+    list_experiments,
     read_all,
     start,
     wait_line,
@@ -37,7 +38,8 @@ from tracking_workers import (
 
 from mlflow_bucket.log import CorruptObjectWarning, Log
 from mlflow_bucket.storage import open_store
-from mlflow_bucket.testing.pytest_plugin import BucketInfo
+from mlflow_bucket.testing.pytest_plugin import BucketInfo, s3_bucket_info, unique_bucket_name
+from mlflow_bucket.testing.s3_emulator import S3Emulator
 
 pytestmark = pytest.mark.emulator
 
@@ -136,6 +138,50 @@ def test_a_kill_between_upload_and_cleanup_uploads_nothing_twice(
     assert counts["points"] == 20 and counts["point_dups"] == 0
     assert counts["batch_dups"] == 0 and counts["index_batch_dups"] == 0
     assert _batches_left(tmp_path / "machine" / "spool") == []
+
+
+@pytest.fixture(scope="module")
+def twin_s3() -> Iterator[S3Emulator]:
+    """A second S3 service: another moto server, on another port."""
+    with S3Emulator() as emulator:
+        yield emulator
+
+
+def test_a_spool_left_on_one_endpoint_is_uploaded_there_and_not_where_the_uri_is_the_same(
+    s3_emulator: S3Emulator, twin_s3: S3Emulator, tmp_path: Path
+) -> None:
+    """``s3://<bucket>/team`` on two S3-compatible services (two emulators, one bucket
+    name and prefix, AWS_ENDPOINT_URL naming each). A writer killed while logging on A
+    leaves its spool; an MLflow process on the same machine opening the URI on B uploads
+    none of it there, and the next one on A uploads it, exactly once."""
+    bucket = unique_bucket_name("twin")
+    s3_emulator.create_bucket(bucket)
+    twin_s3.create_bucket(bucket)
+    a = s3_bucket_info(bucket, s3_emulator.endpoint)
+    b = s3_bucket_info(bucket, twin_s3.endpoint)
+    uri = f"s3://{bucket}/team"
+    spool = tmp_path / "machine" / "spool"
+    env = child_env(a.env, tmp_path / "machine", {"MLFLOW_BUCKET_FLUSH_INTERVAL": "3600"})
+    writer = start("log_then_hang", {"uri": uri, "experiment": "e", "points": 30}, env)
+    ready = wait_line(writer, "READY")
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    eid, run_id = ready["experiment_id"], ready["run_id"]
+    left = _batches_left(spool)
+    assert left
+
+    # The next MLflow process on this machine opens the URI on B.
+    assert _in_process(b, lambda: list_experiments(uri), spool=spool) == {"Default": "0"}
+    assert _in_process(b, lambda: count_log(uri, eid))["objects"] == 0
+    assert _batches_left(spool) == left
+
+    # The next one on A uploads what the writer logged.
+    seen = _in_process(a, lambda: read_all(uri, "e"), spool=spool)
+    assert seen["runs"][run_id]["params"] == {"p": "v"}
+    assert [p[0] for p in seen["runs"][run_id]["hist"]["m"]] == list(range(30))
+    counts = _in_process(a, lambda: count_log(uri, eid))
+    assert counts["points"] == 30 and counts["point_dups"] == 0 and counts["batch_dups"] == 0
+    assert _batches_left(spool) == []
 
 
 # -- a clean exit ----------------------------------------------------------------

@@ -56,8 +56,25 @@ def default_cache_dir() -> Path:
 
 
 def store_id(store: ObjectStore) -> str:
-    """A short stable name for a store, so several stores never share a folder."""
-    return hashlib.sha256(store.uri.encode("utf-8")).hexdigest()[:16]
+    """A short stable name for a store, so several stores never share a folder.
+
+    A hash of its identity (URI and endpoint, ``ObjectStore.identity``):
+    ``s3://twin/team`` on two services is two stores, whose cached objects
+    (an emulator's generation numbers repeat) and spooled batches must never
+    mix. A store on its scheme's default endpoint keeps the name earlier
+    versions gave it, a hash of the URI alone (``legacy_store_id``).
+    """
+    return _short_hash(store.identity)
+
+
+def legacy_store_id(store: ObjectStore) -> str:
+    """The name versions before the endpoint was part of it gave the store:
+    a hash of the URI alone (the same as ``store_id`` on a default endpoint)."""
+    return _short_hash(store.uri)
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 class ObjectCache:
@@ -79,7 +96,7 @@ class ObjectCache:
         directory: str | os.PathLike[str] | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> ObjectCache:
-        """The cache of one store: a sub-folder named by a hash of its URI."""
+        """The cache of one store: a sub-folder named by a hash of its identity."""
         base = Path(directory) if directory is not None else default_cache_dir()
         return cls(base / store_id(store), max_bytes)
 

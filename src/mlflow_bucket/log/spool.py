@@ -7,16 +7,33 @@ appends everything queued for a log as one log object every
 only once the append succeeded, and retries forever with backoff while the
 store is unreachable: training never raises because of the network.
 
-Layout on local disk (one base folder per store)::
+Layout on local disk (one base folder per store, named by a hash of its
+identity: URI and endpoint, ``ObjectStore.identity``)::
 
     <base>/<host>-<pid>-<rand>/        one per live process (or dead, not yet recovered)
         lock                           flock'ed by its owner for its whole life
+        store.json                     the identity of the store it was made for
         000000000001-<batch>.json      a spooled batch, in enqueue order
         inflight-<id>.json             an upload attempt in progress
+        <file>.bad                     a damaged file, set aside and reported
 
 Crash recovery: a process that opens the spool claims every folder whose
 lock it can take (its owner died; the kernel released the lock) and
-uploads its batches. Exactly once: every batch carries a unique id that is
+uploads its batches, but only a folder made for the store opening it: one
+whose ``store.json`` names another identity (a hash collision, a folder
+moved by hand) is left alone with a warning. A folder without one was made
+by a version before identities were recorded, whose base folder was named
+by the URI alone: it is replayed by the store whose base folder it is in,
+which for the old name is the store on its scheme's default endpoint; a
+store on another endpoint warns about such folders and leaves them (see
+``Spool._warn_legacy``).
+
+A damaged file is renamed ``<file>.bad`` as it is reported (a warning
+naming it) and deleted by the next recovery of its folder (the first claim
+of it by another Spool, after which the folder can go), never by the one
+that reported it.
+
+Exactly once: every batch carries a unique id that is
 written inside the log object. Before its first create attempt the flusher
 records an ``inflight`` marker (the batch ids, their files, and the log's
 tail at that moment). A batch named by no marker was never attempted and
@@ -50,23 +67,30 @@ from mlflow_bucket.storage import ObjectStore, TransientError
 from mlflow_bucket.storage.base import validate_key
 
 from . import codec
-from .cache import _platform_dir, store_id
+from .cache import _platform_dir, legacy_store_id, store_id
 from .sequence import CacheOption, Entry, Log
 
 log = logging.getLogger(__name__)
 
 SPOOL_VERSION = 1
 LOCK_NAME = "lock"
+# The identity of the store a process folder was made for.
+STORE_FILE = "store.json"
 MARKER_PREFIX = "inflight-"
+# A damaged spool file, set aside (reported) and deleted by the next recovery.
+BAD_SUFFIX = ".bad"
 # Test hook: after a successful append and before deleting the spool
 # files, write the log number to this path and hang (tests then SIGKILL).
 PAUSE_ENV = "MLFLOW_BUCKET_SPOOL_TEST_PAUSE_AFTER_APPEND"
 
 _BATCH_FILE = re.compile(r"^[0-9]{12}-[0-9a-f]{32}\.json$")
+_MARKER_FILE = re.compile(r"^inflight-[^/]*\.json$")
 _MAX_BACKOFF = 60.0
 # An abandoned ".new-*" folder (a process killed while creating its own)
 # is removed once it is this old.
 _STALE_NEW = 3600.0
+# Folders of earlier versions this process has warned about (once each).
+_WARNED_LEGACY: set[Path] = set()
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
@@ -144,7 +168,10 @@ atexit.register(_close_at_exit)
 
 
 def default_spool_dir(store: ObjectStore) -> Path:
-    """``$MLFLOW_BUCKET_SPOOL_DIR/<store>``, else under the platform's user state folder."""
+    """``$MLFLOW_BUCKET_SPOOL_DIR/<store id>``, else under the platform's user state folder.
+
+    ``<store id>``: a hash of the store's identity (``cache.store_id``).
+    """
     env = os.environ.get("MLFLOW_BUCKET_SPOOL_DIR")
     base = Path(env).expanduser() if env else _platform_dir("state") / "spool"
     return base / store_id(store)
@@ -183,6 +210,30 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def _holds_batches(path: Path) -> int:
+    """How many batches and upload attempts wait in process folder ``path``."""
+    try:
+        return sum(
+            1 for p in path.iterdir() if _BATCH_FILE.match(p.name) or _MARKER_FILE.match(p.name)
+        )
+    except OSError:
+        return 0
+
+
+def _lock_free(path: Path) -> bool:
+    """Whether no process holds ``path``'s lock (its owner died); taken for an instant."""
+    try:
+        fd = os.open(path / LOCK_NAME, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        return _try_lock(fd)
+    finally:
+        os.close(fd)  # releases the lock taken here
 
 
 def _worst(errors: list[BaseException]) -> BaseException:
@@ -242,6 +293,7 @@ class Spool:
         rescan_interval: float = 300.0,
     ) -> None:
         self.store = store
+        self.identity = store.identity
         self.base = Path(directory) if directory is not None else default_spool_dir(store)
         self.base.mkdir(parents=True, exist_ok=True)
         self.flush_interval = flush_interval
@@ -256,12 +308,17 @@ class Spool:
         self._counter = 0
         self._closed = False
         self.last_error: BaseException | None = None
+        # Damaged files this spool set aside (and reported): never deleted by it.
+        self._reported: set[Path] = set()
+        # Folders of another store found in the base: warned about once.
+        self._refused: set[Path] = set()
         self._own = self._make_own_dir()
         self._dirs: list[_Dir] = [self._own]
         # Claiming dead spools is local and quick, so it happens here: a
         # flush() right after opening covers them too. Uploading is the
         # flusher's job.
         self._adopt()
+        self._warn_legacy()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._flusher = Flusher(self)
@@ -281,15 +338,89 @@ class Spool:
             final.mkdir()
             fd = os.open(final / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
             _try_lock(fd)
+            self._write_store_file(final)
             return _Dir(final, fd, own=True)
-        # Locked before it is visible under its final name, so no other
-        # process can mistake it for a dead one's.
+        # Locked, and its store recorded, before it is visible under its
+        # final name: no other process can mistake it for a dead one's, or
+        # for one of an earlier version (no store file).
         tmp = self.base / f".new-{name}"
         tmp.mkdir()
         fd = os.open(tmp / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         _try_lock(fd)
+        self._write_store_file(tmp)
         os.rename(tmp, final)
         return _Dir(final, fd, own=True)
+
+    def _write_store_file(self, folder: Path) -> None:
+        doc = {
+            "version": SPOOL_VERSION,
+            "identity": self.identity,
+            "uri": self.store.uri,
+            "endpoint": self.store.endpoint,
+        }
+        _write_durably(folder / STORE_FILE, codec.canonical_json(doc))
+
+    def _foreign(self, path: Path) -> str | None:
+        """Why process folder ``path`` must not be replayed into this store, or None.
+
+        None when its store file names this store's identity, and when it
+        has none (an earlier version's folder: it belongs to the store whose
+        base folder it is in, see the module's docstring).
+        """
+        try:
+            data = (path / STORE_FILE).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"its {STORE_FILE} cannot be read ({exc})"
+        try:
+            doc = json.loads(data)
+            recorded = doc["identity"]
+            if not isinstance(recorded, str):
+                raise TypeError("'identity' is not a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            return f"its {STORE_FILE} is damaged ({exc})"
+        return None if recorded == self.identity else f"it belongs to {recorded}"
+
+    def _warn_legacy(self) -> None:
+        """Warn about what an earlier version left for this URI on another endpoint.
+
+        Versions before the endpoint was part of a store's identity named
+        the base folder by the URI alone, the name the store on the scheme's
+        default endpoint still has. A store on another endpoint never
+        replays such a folder: it cannot tell whether its batches were
+        logged to this endpoint or another one (the default's process
+        replays them). It names each one with batches whose process is
+        gone, once per process, and how to replay it here.
+        """
+        if self.store.endpoint is None or self.base.name != store_id(self.store):
+            return
+        legacy = self.base.parent / legacy_store_id(self.store)
+        try:
+            folders = sorted(p for p in legacy.iterdir() if not p.name.startswith("."))
+        except OSError:
+            return
+        for path in folders:
+            if path in _WARNED_LEGACY or (path / STORE_FILE).exists() or not path.is_dir():
+                continue
+            waiting = _holds_batches(path)
+            if not waiting or not _lock_free(path):
+                continue
+            _WARNED_LEGACY.add(path)
+            log.warning(
+                "spool folder %s holds %d batch(es) spooled for %s by an earlier "
+                "mlflow-bucket, which did not record the endpoint: not replayed into %s, as "
+                "they may have been logged to another endpoint (a process opening %s on its "
+                "default endpoint replays them). If they were logged to %s, move the folder "
+                "into %s and open the store again",
+                path,
+                waiting,
+                self.store.uri,
+                self.identity,
+                self.store.uri,
+                self.store.endpoint,
+                self.base,
+            )
 
     def _held(self) -> set[Path]:
         with self._cond:
@@ -310,6 +441,14 @@ class Spool:
             if entry.name.startswith("."):
                 self._remove_stale_new(path)
                 continue
+            reason = self._foreign(path)
+            if reason is not None:
+                if path not in self._refused and _holds_batches(path):
+                    self._refused.add(path)
+                    log.warning(
+                        "spool folder %s is not replayed into %s: %s", path, self.identity, reason
+                    )
+                continue
             try:
                 fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError:
@@ -321,6 +460,7 @@ class Spool:
                 os.close(fd)
                 continue
             d = _Dir(path, fd, own=False)
+            self._remove_reported(path)
             for item_path in sorted(path.iterdir()):
                 if not _BATCH_FILE.match(item_path.name):
                     continue
@@ -350,19 +490,44 @@ class Spool:
                 os.close(fd)
 
     def _set_aside(self, path: Path, exc: BaseException) -> None:
-        bad = path.with_name(path.name + ".bad")
-        warnings.warn(
-            f"spool file {path} is unreadable ({exc}); moved to {bad.name}",
-            codec.CorruptObjectWarning,
-            stacklevel=2,
+        """Report a damaged file, then rename it ``<name>.bad`` (see ``_remove_reported``)."""
+        bad = path.with_name(path.name + BAD_SUFFIX)
+        message = (
+            f"spool file {path} is unreadable ({exc}); moved to {bad.name}, "
+            "which the next recovery of its folder deletes"
         )
+        log.warning("%s", message)
+        warnings.warn(message, codec.CorruptObjectWarning, stacklevel=2)
+        self._reported.add(bad)
         with contextlib.suppress(OSError):
             os.replace(path, bad)
+
+    def _remove_reported(self, folder: Path) -> None:
+        """Delete the damaged files an earlier recovery of ``folder`` set aside.
+
+        A ``.bad`` file exists only once ``_set_aside`` has reported it (the
+        warning comes before the rename); those this spool set aside itself
+        stay until another one claims the folder, so that each report is
+        made before, and by another recovery than, the deletion.
+        """
+        for bad in sorted(folder.glob(f"*{BAD_SUFFIX}")):
+            if bad in self._reported:
+                continue
+            try:
+                bad.unlink()
+            except OSError as exc:
+                log.debug("cannot delete %s: %s", bad, exc)
+                continue
+            log.info("deleted damaged spool file %s, reported when it was set aside", bad)
 
     def _release(self, d: _Dir) -> None:
         """Give a folder up; remove it if nothing is left in it."""
         leftovers = (
-            [p for p in d.path.iterdir() if p.name != LOCK_NAME and not p.name.startswith(".")]
+            [
+                p
+                for p in d.path.iterdir()
+                if p.name not in (LOCK_NAME, STORE_FILE) and not p.name.startswith(".")
+            ]
             if d.path.is_dir()
             else []
         )

@@ -135,6 +135,23 @@ class ObjectStore(ABC):
         base = f"{self.scheme}://{self.bucket}"
         return f"{base}/{self.root}" if self.root else base
 
+    @property
+    def endpoint(self) -> str | None:
+        """The service this store's requests go to (a URL), when it is not the
+        scheme's default one; None for the default (Google Cloud Storage, AWS
+        S3) and for stores without one (a local folder, whose URI holds its
+        absolute path; a memory bucket). See storage/endpoints.py."""
+        return None
+
+    @property
+    def identity(self) -> str:
+        """What tells this store apart from every other: the URI, plus the
+        endpoint unless it is the scheme's default (``s3://twin/team at
+        http://minio:9000``). Two stores with one identity hold the same
+        objects; local state about a store (spool, cache) is keyed by it."""
+        endpoint = self.endpoint
+        return self.uri if endpoint is None else f"{self.uri} at {endpoint}"
+
     def url(self, key: str) -> str:
         return f"{self.uri}/{key}" if key else self.uri
 

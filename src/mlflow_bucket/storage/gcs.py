@@ -28,6 +28,7 @@ from gcsfs.core import GCSFileSystem  # the plain class: no gRPC bucket probe
 
 from .base import PART_SIZE_KEY, TMP_PREFIX, BlobInfo, ListPage, ObjectInfo, ObjectStore
 from .checksums import crc32c_b64, crc32c_from_b64
+from .endpoints import gcs_endpoint
 from .errors import NotFound, StorageError, TransientError, error_for_status
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,10 @@ class GcsStore(ObjectStore):
         # gcsfs caches instances by arguments; a store owns its own session.
         options.setdefault("skip_instance_cache", True)
         self.fs = GCSFileSystem(**options)
+
+    @property
+    def endpoint(self) -> str | None:
+        return gcs_endpoint(self.fs._location)  # where _object_url sends requests
 
     # -- HTTP plumbing ----------------------------------------------------
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +43,7 @@ from s3fs import S3FileSystem
 
 from .base import PART_SIZE_KEY, BlobInfo, ListPage, ObjectInfo, ObjectStore
 from .checksums import composite_matches, crc32, crc32_b64, crc32_composite
+from .endpoints import s3_endpoint
 from .errors import NotFound, PermissionDenied, StorageError, TransientError, error_for_status
 
 # S3 numbers parts 1..10000.
@@ -115,6 +117,12 @@ class S3Store(ObjectStore):
         # ChecksumAlgorithm=CRC32); the others send Content-MD5.
         self._crc_uploads: set[str] = set()
         self._hooked: Any = None
+
+    @functools.cached_property
+    def endpoint(self) -> str | None:
+        """The S3-compatible service this store uses; None for AWS's own
+        (looked up once, as botocore does: storage/endpoints.py)."""
+        return s3_endpoint(self.fs)
 
     # -- client plumbing ----------------------------------------------------
 
