@@ -14,8 +14,10 @@ own repositories (see ``artifact_entrypoints``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +37,7 @@ from mlflow.protos.databricks_pb2 import (
 from mlflow.store.artifact.artifact_repo import ArtifactRepository, MultipartUploadMixin
 from mlflow.utils.file_utils import create_tmp_dir
 
+from mlflow_bucket.log import CorruptObjectWarning
 from mlflow_bucket.project import store_setup
 from mlflow_bucket.storage import (
     ObjectStore,
@@ -42,10 +45,14 @@ from mlflow_bucket.storage import (
     open_store,
     split_uri,
 )
+from mlflow_bucket.storage.base import validate_key
+from mlflow_bucket.storage.errors import InvalidKey
 from mlflow_bucket.storage.transfer import TransferFailed, Transfers, guess_content_type
 
 from . import paths
 from .storage_errors import error_code
+
+log = logging.getLogger(__name__)
 
 # -- stores: one per bucket and process ----------------------------------------
 #
@@ -124,6 +131,36 @@ def _mlflow_errors(what: str) -> Iterator[None]:
         raise MlflowException(f"{what}: {exc}", error_code=error_code(exc)) from exc
 
 
+# -- foreign keys ----------------------------------------------------------------
+#
+# Our uploads refuse paths with '..', '.' or empty segments, but another tool
+# can put such objects in the bucket ("model/../x", "model//x"). They are not
+# artifacts: listings and downloads leave them out, with a warning naming each
+# (once per process), and the rest of the folder reads as before.
+
+_WARNED: set[str] = set()
+_WARNED_LOCK = threading.Lock()
+_WARN_LIMIT = 10_000
+
+
+def _foreign(store: ObjectStore, key: str) -> bool:
+    """Whether ``key`` (a listed object, or a listed folder ending with '/')
+    is one the engine refuses (``validate_key``); if so, warn once."""
+    try:
+        validate_key(key[:-1] if key.endswith("/") else key)
+    except InvalidKey as exc:
+        url = store.url(key)
+        with _WARNED_LOCK:
+            if url in _WARNED or len(_WARNED) >= _WARN_LIMIT:
+                return True
+            _WARNED.add(url)
+        reason = f"not an artifact: {exc.message}; left out of listings and downloads"
+        log.warning("skipping %s: %s", url, reason)
+        warnings.warn(f"skipping {url}: {reason}", CorruptObjectWarning, stacklevel=3)
+        return True
+    return False
+
+
 # -- the repository ---------------------------------------------------------------
 
 
@@ -184,11 +221,16 @@ class BucketArtifactRepository(ArtifactRepository):
                     # Folder markers some tools write ("dir/", empty): not files.
                     if obj.key == prefix or obj.key.endswith("/"):
                         continue
+                    if _foreign(self.store, obj.key):
+                        continue
                     name = self._rel(obj.key)
                     if not paths.is_hidden(name):
                         infos.append(FileInfo(name, False, obj.size))
                 for sub in page.prefixes:
-                    name = self._rel(sub).rstrip("/")
+                    # "a/../", "a/./", "a//": no phantom '..', '.' or nameless folder.
+                    if _foreign(self.store, sub):
+                        continue
+                    name = self._rel(sub)[:-1]
                     if not paths.is_hidden(name):
                         infos.append(FileInfo(name, True, None))
                 if not page.next_token:
@@ -197,13 +239,20 @@ class BucketArtifactRepository(ArtifactRepository):
         return sorted(infos, key=lambda f: f.path)
 
     def _files_under(self, rel: str) -> list[tuple[str, int]]:
-        """(key, size) of every object under folder ``rel``: one LIST per 1000."""
+        """(key, size) of every object under folder ``rel``: one LIST per 1000.
+
+        Objects whose keys the engine refuses are left out, with a warning:
+        the rest of the folder downloads (``load_model`` works), and no
+        ``..`` in a key can reach a local path.
+        """
         prefix = self._key(rel)
         prefix = f"{prefix}/" if prefix else ""
         return [
             (obj.key, obj.size)
             for obj in self.store.list_objects(prefix)
-            if not obj.key.endswith("/") and not paths.is_hidden(self._rel(obj.key))
+            if not obj.key.endswith("/")
+            and not _foreign(self.store, obj.key)
+            and not paths.is_hidden(self._rel(obj.key))
         ]
 
     def _download_file(self, remote_file_path: str, local_path: str) -> None:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from .base import PART_SIZE_KEY, BlobInfo, ObjectStore
+from .base import PART_SIZE_KEY, BlobInfo, ObjectStore, validate_key
 from .checksums import (
     composite_matches,
     crc32_b64,
@@ -511,6 +511,9 @@ class Transfers:
     # -- downloads ------------------------------------------------------
 
     def _download_one(self, key: str, path: str, size: int | None) -> BlobInfo:
+        # The reads below go to the backend's primitives: the key is checked
+        # here, as every public entry point of the store checks it.
+        validate_key(key)
         store = self.store
         if store.scheme == "file":
             from .local import LocalStore
