@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from mlflow_bucket.log import Compaction, ObjectCache
 from mlflow_bucket.storage import ObjectStore
 
+from .health import recorded
 from .logs import LogSpec
 
 
@@ -41,7 +42,9 @@ def compact_log(
 ) -> CompactResult:
     """Checkpoint ``spec``'s log if ``min_tail`` or more objects follow its newest checkpoint."""
     checkpoints = spec.checkpoints(store, cache, Compaction(gc=False))
-    seq, state, base = checkpoints.read()
+    # What the read skips is logged, one line each (health.recorded).
+    with recorded():
+        seq, state, base = checkpoints.read()
     written = False
     if not dry_run and seq > base.seq and seq - base.seq >= max(1, min_tail):
         written, _ = checkpoints.write(seq, state, base)

@@ -21,6 +21,7 @@ from mlflow_bucket.log import Compaction, GcReport, ObjectCache
 from mlflow_bucket.log.checkpoint import _older
 from mlflow_bucket.storage import ObjectInfo, ObjectStore
 
+from .health import recorded
 from .logs import LogSpec
 
 # An appender lists the log again after pausing this long (Log.relist_after,
@@ -62,6 +63,12 @@ def plan(
 ) -> GcPlan:
     """What ``Checkpoints.gc`` would delete from this log now (nothing is deleted)."""
     check_retention(retention)
+    # What the listings skip is logged, one line each (health.recorded).
+    with recorded():
+        return _plan(store, spec, retention, cache)
+
+
+def _plan(store: ObjectStore, spec: LogSpec, retention: float, cache: ObjectCache | None) -> GcPlan:
     checkpoints = spec.checkpoints(store, cache, Compaction(retention=retention))
     log = checkpoints.log
     cutoff = store.server_time() - timedelta(seconds=retention)
@@ -104,4 +111,5 @@ def collect(
 ) -> GcReport:
     """Delete what the rules allow from this log (the log layer's gc)."""
     check_retention(retention)
-    return spec.checkpoints(store, cache, Compaction(retention=retention)).gc()
+    with recorded():
+        return spec.checkpoints(store, cache, Compaction(retention=retention)).gc()

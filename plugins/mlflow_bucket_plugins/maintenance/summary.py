@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow_bucket.log import Compaction, ObjectCache
 from mlflow_bucket.storage import ObjectStore
 
 from ..tracking.fold import register_value
+from .health import recorded
 from .logs import EXPERIMENTS, REGISTRY, experiment_spec
 
 
@@ -27,6 +28,9 @@ class ExperimentSummary:
 class StoreSummary:
     experiments: list[ExperimentSummary]
     registered_models: int
+    # What the reads skipped or ignored, one message per object naming it:
+    # damaged objects, objects past a log's end (docs/format.md, "Gaps").
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def runs(self) -> int:
@@ -67,14 +71,15 @@ def summarize(
 ) -> StoreSummary:
     """Read the experiments log, each experiment's log and the registry (no writes)."""
     compaction = Compaction(threshold=0, gc=False)
-    _, exps, _ = EXPERIMENTS.checkpoints(store, cache, compaction).read()
-    out: list[ExperimentSummary] = []
-    for eid, doc in sorted(exps["exps"].items(), key=lambda kv: (len(kv[0]), kv[0])):
-        if doc.get("stage") == "deleted" and not deleted:
-            continue
-        progress(eid)
-        _, state, _ = experiment_spec(eid).checkpoints(store, cache, compaction).read()
-        out.append(_experiment(eid, doc, state))
-    _, registry, _ = REGISTRY.checkpoints(store, cache, compaction).read()
-    models = sum(1 for m in registry.get("models", {}).values() if m.get("name"))
-    return StoreSummary(out, models)
+    with recorded() as warned:
+        _, exps, _ = EXPERIMENTS.checkpoints(store, cache, compaction).read()
+        out: list[ExperimentSummary] = []
+        for eid, doc in sorted(exps["exps"].items(), key=lambda kv: (len(kv[0]), kv[0])):
+            if doc.get("stage") == "deleted" and not deleted:
+                continue
+            progress(eid)
+            _, state, _ = experiment_spec(eid).checkpoints(store, cache, compaction).read()
+            out.append(_experiment(eid, doc, state))
+        _, registry, _ = REGISTRY.checkpoints(store, cache, compaction).read()
+        models = sum(1 for m in registry.get("models", {}).values() if m.get("name"))
+    return StoreSummary(out, models, warned)

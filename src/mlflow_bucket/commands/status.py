@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
                 }
                 for f in folders
             ],
+            # Damaged objects and objects past a log's end, each naming its URL.
+            "warnings": summary.warnings if summary else [],
         }
         print(json.dumps(doc, indent=2, default=str))
         return EXIT_OK
@@ -93,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
             f"{len(summary.experiments)} experiment(s), {summary.runs} run(s), "
             f"{summary.registered_models} registered model(s)"
         )
+        # What the reads skipped: damaged objects, objects past a log's end.
+        for text in summary.warnings:
+            print(f"warning: {text}")
     if not folders:
         print("spool: empty")
     for f in folders:

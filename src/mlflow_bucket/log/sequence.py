@@ -216,6 +216,25 @@ class Log:
             yield seq, info
             expected = seq + 1
 
+    def past_gap(self) -> tuple[int, list[ObjectInfo]] | None:
+        """The log's first gap no checkpoint covers, as (its first missing
+        number, every object listed past it), or None. For ``doctor``: these
+        objects are foreign until writers fill the gap (docs/format.md, "Gaps").
+
+        An uncovered gap ends above every checkpoint, so listing after the
+        newest one finds it: a LIST of ``ckpt/``, one of ``log/`` per 1000
+        objects after it, and one of ``ckpt/`` per gap met.
+        """
+        ckpts = self.checkpoints()
+        start = ckpts[-1][0] if ckpts else 0
+        listed = list(self._listed(self.log_prefix, start))
+        expected = start + 1
+        for i, (seq, _) in enumerate(listed):
+            if seq != expected and not self.covered(seq):
+                return expected, [info for _, info in listed[i:]]
+            expected = seq + 1
+        return None
+
     def reachable_tail(self, listed: Iterable[tuple[int, ObjectInfo]], after: int = 0) -> int:
         """The last of ``listed`` (objects after ``after``, in order) before any
         uncovered gap: the true tail, which gc must keep and writers append after."""
