@@ -195,6 +195,142 @@ def test_secrets_are_refused_without_repeating_them(project: Path, text: str) ->
     assert "gcloud auth application-default login" in message  # where they belong
 
 
+# Credentials a URL can carry: user:password@, and secret query parameters
+# (a presigned URL's, an API token's, a SAS signature).
+URL_CREDENTIALS = {
+    "userinfo": "http://AKIAUSERINFO:SECRETVALUE@127.0.0.1:9000",
+    "user only": "http://SECRETVALUE@127.0.0.1:9000",
+    "presigned": "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+    "&X-Amz-Credential=SECRETVALUE&X-Amz-Signature=SECRETVALUE",
+    "session token": "https://host/x?X-Amz-Security-Token=SECRETVALUE",
+    "gcs signed": "https://storage.googleapis.com/b/o?X-Goog-Signature=SECRETVALUE",
+    "token": "https://host/x?token=SECRETVALUE",
+    "access_token": "https://host/x?access_token=SECRETVALUE",
+    "sas": "https://acct.blob.core.windows.net/c?sv=2024&sig=SECRETVALUE",
+    "api key": "https://host/x?key=SECRETVALUE",
+}
+
+
+def _as_store_uri(url: str, scheme: str) -> str:
+    """``url``'s credential on a bucket URI of ``scheme``."""
+    rest = url.split("://", 1)[1]
+    if "?" in rest:
+        return f"{scheme}://team/ml?{rest.split('?', 1)[1]}"
+    return f"{scheme}://{rest.split('@', 1)[0]}@team/ml"
+
+
+@pytest.mark.parametrize("kind", sorted(URL_CREDENTIALS))
+@pytest.mark.parametrize(
+    ("key", "scheme"),
+    [
+        ("uri", "s3"),
+        ("registry_uri", "gs"),
+        ("artifact_root", "https"),
+        ("[storage] endpoint_url", "http"),
+    ],
+)
+def test_a_url_setting_with_credentials_is_refused_in_a_file_naming_file_and_key(
+    project: Path, key: str, scheme: str, kind: str
+) -> None:
+    url = URL_CREDENTIALS[kind]
+    value = url if scheme.startswith("http") else _as_store_uri(url, scheme)
+    if key.startswith("[storage]"):
+        text = f'[storage]\nendpoint_url = "{value}"\n'
+    else:
+        text = ('uri = "gs://team/ml"\n' if key != "uri" else "") + f'{key} = "{value}"\n'
+    for path in (project / "mlflow-bucket.toml", user_file(project)):
+        write(path, text)
+        with pytest.raises(ConfigError) as info:
+            load_config()
+        message = str(info.value)
+        assert message.startswith(f"{path}: {key} carries credentials"), message
+        assert "SECRETVALUE" not in message and "AKIAUSERINFO" not in message
+        assert "gcloud auth application-default login" in message  # where they belong
+        path.unlink()
+
+
+@pytest.mark.parametrize("kind", sorted(URL_CREDENTIALS))
+@pytest.mark.parametrize(
+    ("variable", "scheme"),
+    [
+        ("MLFLOW_BUCKET_URI", "s3"),
+        ("MLFLOW_BUCKET_REGISTRY_URI", "gs"),
+        ("MLFLOW_BUCKET_ARTIFACT_ROOT", "https"),
+        ("MLFLOW_TRACKING_URI", "gs"),  # MLflow's, naming one of our stores
+        ("MLFLOW_REGISTRY_URI", "s3"),
+        ("AWS_ENDPOINT_URL", "http"),  # the SDKs' endpoint variables, over endpoint_url
+        ("AWS_ENDPOINT_URL_S3", "https"),
+        ("STORAGE_EMULATOR_HOST", "http"),
+    ],
+)
+def test_a_url_variable_with_credentials_is_refused_naming_it(
+    project: Path, monkeypatch: pytest.MonkeyPatch, variable: str, scheme: str, kind: str
+) -> None:
+    url = URL_CREDENTIALS[kind]
+    monkeypatch.setenv(variable, url if scheme.startswith("http") else _as_store_uri(url, scheme))
+    with pytest.raises(ConfigError) as info:
+        load_config()
+    message = str(info.value)
+    assert message.startswith(f"{variable}: "), message
+    assert "carries credentials" in message
+    assert "SECRETVALUE" not in message and "AKIAUSERINFO" not in message
+
+
+def test_an_emulator_host_without_a_scheme_is_read_as_a_host(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:9023")
+    load_config()  # host:port, no credentials
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "user:SECRETVALUE@127.0.0.1:9023")
+    with pytest.raises(ConfigError, match="STORAGE_EMULATOR_HOST: endpoint_url carries"):
+        load_config()
+
+
+def test_urls_without_credentials_and_folders_are_kept(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(
+        project / "mlflow-bucket.toml",
+        """
+        uri = "team@store"
+        artifact_root = "https://artifacts.example/team?region=eu"
+        [storage]
+        endpoint_url = "http://minio.local:9000/?x-id=1"
+        """,
+    )
+    config = load_config()
+    # A folder is a folder, whatever its name holds.
+    assert config.uri == f"bucket+file://{project / 'team@store'}"
+    assert config.artifact_root == "https://artifacts.example/team?region=eu"
+    assert config.storage == {"endpoint_url": "http://minio.local:9000/?x-id=1"}
+    # An http:// tracking server is MLflow's (its own credentials are its own
+    # business): not refused, and shown redacted.
+    monkeypatch.setenv(
+        "MLFLOW_TRACKING_URI", "https://me:SECRETVALUE@mlflow.example/?token=SECRETVALUE"
+    )
+    config = load_config()
+    assert config.uri is not None and "SECRETVALUE" in config.uri
+    shown = {key: value for key, value, _ in config.describe()}
+    assert shown["uri"] == "https://***@mlflow.example/?token=***"
+
+
+def test_config_output_redacts_every_url(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "MLFLOW_TRACKING_URI", "https://me:SECRETVALUE@mlflow.example/?sig=SECRETVALUE"
+    )
+    monkeypatch.setenv("MLFLOW_BUCKET_USER_CONFIG", "")
+    for args in ([], ["--json"], ["--uri"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "mlflow_bucket.cli", "config", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "mlflow.example" in done.stdout
+        assert "SECRETVALUE" not in done.stdout + done.stderr
+
+
 # -- precedence ------------------------------------------------------------------------
 
 

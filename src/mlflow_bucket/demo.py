@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .redact import redact
 from .ui import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -73,7 +74,7 @@ def _run_example(served: Served, env: dict[str, str]) -> None:
         raise DemoError(
             f"{script} not found: the demo runs the examples of a checkout of mlflow-bucket"
         )
-    print(f"Running examples/{EXAMPLE_SCRIPT} into {served.uri} ...", flush=True)
+    print(f"Running examples/{EXAMPLE_SCRIPT} into {redact(served.uri)} ...", flush=True)
     child_env = {
         **os.environ,
         **env,
@@ -121,10 +122,10 @@ def _demo(served: Served, env: dict[str, str], host: str, port: int, wait: bool)
     _run_example(served, env)
     print("Starting the MLflow UI ...", flush=True)
     with serve(served, host, _pick_port(host, port), env=env) as server:
-        print(f"The UI's server sees, in {served.uri}:", flush=True)
+        print(f"The UI's server sees, in {redact(served.uri)}:", flush=True)
         for line in _summary(server.url):
             print(line, flush=True)
-        print(f"MLflow UI for {served.uri}: {server.url}", flush=True)
+        print(f"MLflow UI for {redact(served.uri)}: {server.url}", flush=True)
         if not wait:
             return 0
         print("Press Ctrl-C to stop.", flush=True)
@@ -145,10 +146,10 @@ def run(
                 served = Served(store_uri, store_uri, default_artifact_root(store_uri))
                 return _demo(served, env, host, port, wait)
     except UiError as exc:
-        print(f"mlflow-bucket demo: error: {exc}", file=sys.stderr)
+        print(f"mlflow-bucket demo: error: {redact(str(exc))}", file=sys.stderr)
         return exc.code
     except (DemoError, urllib.error.URLError, OSError) as exc:
-        print(f"mlflow-bucket demo: error: {exc}", file=sys.stderr)
+        print(f"mlflow-bucket demo: error: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

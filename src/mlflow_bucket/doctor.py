@@ -28,6 +28,7 @@ from typing import Any
 
 from .config import Settings
 from .marker import FORMAT_VERSION, UnknownFormat, read_marker
+from .redact import redact
 from .storage import (
     AlreadyExists,
     NotFound,
@@ -50,8 +51,10 @@ class Check:
     fix: str = ""
 
     def render(self) -> str:
+        """The check as printed: redacted, since a detail may quote a client's error."""
         line = f"[{self.status.upper():4}] {self.name}: {self.detail}"
-        return f"{line}\n       fix: {self.fix}" if self.fix and self.status != "pass" else line
+        text = f"{line}\n       fix: {self.fix}" if self.fix and self.status != "pass" else line
+        return redact(text)
 
 
 def _denied(action: str, store: ObjectStore, exc: StorageError) -> Check:
@@ -349,7 +352,7 @@ def report(
     ``more`` gets the checks' results and returns further checks to report
     (the command line adds the MLflow side's: this module imports no MLflow).
     """
-    out(f"mlflow-bucket doctor: {store.uri}")
+    out(f"mlflow-bucket doctor: {redact(store.uri)}")
     results = run_checks(store, storage_options=storage_options, settings=settings)
     if more is not None:
         results.extend(more(list(results)))

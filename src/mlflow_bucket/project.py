@@ -14,7 +14,11 @@ taken from the first of these that sets it:
 5. the built-in defaults.
 
 Secrets never go in these files: a key that looks like a credential is
-refused, with the place credentials belong named in the error.
+refused, with the place credentials belong named in the error, and so is a
+URL-valued setting (a store URI, the artifact root, an endpoint, in a file
+or a variable) carrying ``user:password@`` or a secret-looking query
+parameter (``X-Amz-Signature``, ``token``, ``sig``...). What is shown of a
+URL goes through ``mlflow_bucket.redact.redact``.
 
 Imported when MLflow loads its plugins (``autoconfig``), so it imports
 nothing heavy: no storage backends, no cloud SDKs.
@@ -33,6 +37,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .config import Settings
+from .redact import redact as redact
+from .redact import url_credentials
 
 PROJECT_FILE = "mlflow-bucket.toml"
 PYPROJECT = "pyproject.toml"
@@ -139,6 +145,16 @@ STORAGE_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
     "profile": {"s3": ("AWS_PROFILE",)},
 }
 STORAGE_TABLE = "storage"
+# Storage options that hold a URL: credentials in them are refused.
+URL_STORAGE_KEYS = ("endpoint_url",)
+# The SDKs' endpoint variables, which override endpoint_url: checked alike.
+ENDPOINT_ENVS = tuple(
+    env for per_scheme in STORAGE_KEYS["endpoint_url"].values() for env in per_scheme
+)
+# Schemes of the stores this package serves: MLflow's own variables naming
+# one of these are checked as ours are (an http:// tracking server may carry
+# MLflow's own credentials; that is MLflow's business, and only redacted).
+BUCKET_SCHEMES = ("gs", "gcs", "s3", "memory", "bucket+file")
 
 # Key names that smell of a credential: refused wherever they appear.
 _SECRET = re.compile(
@@ -150,15 +166,6 @@ _CREDENTIAL_HOME = (
     "GOOGLE_APPLICATION_CREDENTIALS for GCS; an AWS profile (`profile = ...` here names one), "
     "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an instance role for S3"
 )
-
-
-def redact(uri: str) -> str:
-    """``uri`` with any ``user:password@`` replaced, for messages (MLflow's own
-    variables may name an HTTP server with credentials in it)."""
-    parts = urlsplit(uri)
-    if "@" not in parts.netloc:
-        return uri
-    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 # -- where files are -------------------------------------------------------------
@@ -243,21 +250,30 @@ def _refuse_secrets(table: Mapping[str, Any], where: str) -> None:
             _refuse_secrets(value, f"{where} [{key}]")
 
 
+def refuse_url_credentials(value: str, key: str, where: str) -> None:
+    """ConfigError if the URL ``value`` carries a credential: ``user:password@``
+    or a secret-looking query parameter. The message names ``where`` (a file,
+    a variable) and ``key``, and never repeats the value."""
+    found = url_credentials(value)
+    if found is not None:
+        raise ConfigError(
+            f"{where}: {key} carries credentials ({found}); a URL in the configuration "
+            f"is shown and shared, so {_CREDENTIAL_HOME}"
+        )
+
+
 def _check_uri(value: Any, key: str, where: str, base: Path | None) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: {key} must be a non-empty string")
     value = value.strip()
+    if "://" in value:  # a URL (a plain path is a folder, whatever it holds)
+        # Before anything else: no later message may repeat a secret.
+        refuse_url_credentials(value, key, where)
     parts = urlsplit(value)
     scheme = parts.scheme.lower()
-    if "@" in parts.netloc:
-        # Never echo the value: it may hold a password.
-        raise ConfigError(
-            f"{where}: {key} carries credentials (user@ or user:password@ before the bucket); "
-            f"{_CREDENTIAL_HOME}"
-        )
     if scheme in ("gs", "gcs", "s3", "memory"):
         if not parts.netloc:
-            raise ConfigError(f"{where}: {key} = {value!r} names no bucket")
+            raise ConfigError(f"{where}: {key} = {redact(value)!r} names no bucket")
         return value
     if scheme in ("bucket+file", "") or (len(scheme) == 1 and value[1:3] in (":\\", ":/")):
         # A local folder in this format. Plain paths and file:// are MLflow's
@@ -269,7 +285,7 @@ def _check_uri(value: Any, key: str, where: str, base: Path | None) -> str:
             path = (base or Path.cwd()) / path
         return f"bucket+file://{path.resolve().as_posix()}"
     raise ConfigError(
-        f"{where}: {key} = {value!r} is not a bucket store: expected gs://bucket/prefix, "
+        f"{where}: {key} = {redact(value)!r} is not a bucket store: expected gs://bucket/prefix, "
         "s3://bucket/prefix, bucket+file:///folder (or a plain folder path) or memory://name"
     )
 
@@ -279,9 +295,9 @@ def _check_artifact_root(value: Any, where: str, base: Path | None) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: artifact_root must be a non-empty string")
     value = value.strip()
+    if "://" in value:
+        refuse_url_credentials(value, "artifact_root", where)
     parts = urlsplit(value)
-    if "@" in parts.netloc:
-        raise ConfigError(f"{where}: artifact_root carries credentials; {_CREDENTIAL_HOME}")
     if parts.scheme and not (len(parts.scheme) == 1 and value[1:3] in (":\\", ":/")):
         return value
     path = Path(value).expanduser()
@@ -330,6 +346,8 @@ def parse_table(table: Mapping[str, Any], where: str, base: Path | None) -> Laye
                     )
                 if not isinstance(svalue, str) or not svalue:
                     raise ConfigError(f"{where}: [{STORAGE_TABLE}] {skey} must be a string")
+                if skey in URL_STORAGE_KEYS:
+                    refuse_url_credentials(svalue, f"[{STORAGE_TABLE}] {skey}", where)
                 storage[skey] = svalue
         else:
             known = ", ".join((*STORE_KEYS, *KNOBS_BY_KEY, f"[{STORAGE_TABLE}]"))
@@ -339,6 +357,9 @@ def parse_table(table: Mapping[str, Any], where: str, base: Path | None) -> Laye
 
 def _env_layer(environ: Mapping[str, str]) -> Layer:
     values: dict[str, Any] = {}
+    for env in ENDPOINT_ENVS:
+        if environ.get(env):
+            refuse_url_credentials(environ[env], "endpoint_url", env)
     for key, env in (("uri", URI_ENV), ("registry_uri", REGISTRY_URI_ENV)):
         if environ.get(env):
             values[key] = _check_uri(environ[env], key, env, None)
@@ -443,7 +464,9 @@ class ProjectConfig:
             )
             rows.append((knob.key, shown, self.sources.get(knob.key, DEFAULT)))
         for key, value in sorted(self.storage.items()):
-            rows.append((f"storage.{key}", value, self.sources.get(f"storage.{key}", DEFAULT)))
+            rows.append(
+                (f"storage.{key}", redact(value), self.sources.get(f"storage.{key}", DEFAULT))
+            )
         return rows
 
 
@@ -464,10 +487,13 @@ def load_config(
     layers: list[Layer] = []
     if mlflow_uris:
         explicit: dict[str, Any] = {}
-        if env.get(MLFLOW_TRACKING_URI):
-            explicit["uri"] = env[MLFLOW_TRACKING_URI]
-        if env.get(MLFLOW_REGISTRY_URI):
-            explicit["registry_uri"] = env[MLFLOW_REGISTRY_URI]
+        for key, name in (("uri", MLFLOW_TRACKING_URI), ("registry_uri", MLFLOW_REGISTRY_URI)):
+            value = env.get(name)
+            if not value:
+                continue
+            if urlsplit(value).scheme.lower() in BUCKET_SCHEMES:
+                refuse_url_credentials(value, key, name)
+            explicit[key] = value
         if explicit:
             layers.append(Layer("MLflow (MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI)", explicit))
     layers.append(_env_layer(env))

@@ -13,6 +13,8 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
+from mlflow_bucket.redact import redact
+
 BUCKET_SCHEMES = ("gs", "gcs", "s3", "memory", "bucket+file")
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
@@ -175,7 +177,7 @@ def _copy(source_uri: str, dest_uri: str, args: argparse.Namespace) -> int:
     except ValueError as exc:
         _refuse(str(exc))
     for line in report.lines():
-        print(line)
+        print(redact(line))
     return 0
 
 
@@ -226,7 +228,8 @@ def _verify(args: argparse.Namespace) -> int:
     for line in found:
         print(line)
     if found:
-        print(f"{len(found)} difference(s) between A={args.a} and B={args.b}", file=sys.stderr)
+        a, b = redact(args.a), redact(args.b)
+        print(f"{len(found)} difference(s) between A={a} and B={b}", file=sys.stderr)
         return 1
-    print(f"no difference between {args.a} and {args.b}", file=sys.stderr)
+    print(f"no difference between {redact(args.a)} and {redact(args.b)}", file=sys.stderr)
     return 0

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..project import ConfigError, ProjectConfig, _check_uri, load_config, redact
+from ..project import ConfigError, ProjectConfig, _check_uri, load_config
+from ..redact import redact
 
 if TYPE_CHECKING:
     from ..doctor import Check
@@ -95,7 +96,7 @@ def open_target(target: Target) -> Iterator[Any]:
     try:
         store = open_store(target.uri, **target.storage_options)
     except (ValueError, ImportError) as exc:
-        raise CommandError(f"cannot open {target.uri}: {exc}", EXIT_CONFIG) from None
+        raise CommandError(f"cannot open {redact(target.uri)}: {exc}", EXIT_CONFIG) from None
     with store:
         yield store
 
@@ -157,7 +158,11 @@ def ticker(desc: str, unit: str, total: int | None = None) -> Iterator[Callable[
 def errors_handled(
     name: str,
 ) -> Callable[[Callable[[argparse.Namespace], int]], Callable[..., int]]:
-    """Turn expected failures into one line on stderr and an exit code."""
+    """Turn expected failures into one line on stderr and an exit code.
+
+    Every message is redacted (``mlflow_bucket.redact``): an error may quote
+    a URL a client built, with an endpoint's user:password@ or a signed query.
+    """
 
     def wrap(run: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
         @functools.wraps(run)
@@ -165,19 +170,22 @@ def errors_handled(
             from ..marker import UnknownFormat
             from ..storage import StorageError
 
+            def say(what: str, exc: BaseException) -> None:
+                print(f"mlflow-bucket {name}: {what}: {redact(str(exc))}", file=sys.stderr)
+
             try:
                 return run(args)
             except CommandError as exc:
-                print(f"mlflow-bucket {name}: error: {exc}", file=sys.stderr)
+                say("error", exc)
                 return exc.code
             except ConfigError as exc:
-                print(f"mlflow-bucket {name}: configuration error: {exc}", file=sys.stderr)
+                say("configuration error", exc)
                 return EXIT_CONFIG
             except UnknownFormat as exc:
-                print(f"mlflow-bucket {name}: error: {exc}", file=sys.stderr)
+                say("error", exc)
                 return EXIT_FAILED
             except StorageError as exc:
-                print(f"mlflow-bucket {name}: error: {exc}", file=sys.stderr)
+                say("error", exc)
                 return EXIT_FAILED
             except KeyboardInterrupt:
                 print(f"mlflow-bucket {name}: interrupted", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..redact import redact
 from .common import (
     EXIT_OK,
     add_uri_argument,
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     target = resolve(args.uri)
     with open_target(target) as store:
         if read_marker(store) is None:
-            print(f"{target.uri}: empty, nothing to compact")
+            print(f"{redact(target.uri)}: empty, nothing to compact")
             return EXIT_OK
         cache = object_cache(store, target)
         specs = all_logs(store)

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ..project import load_config, user_config_path
+from ..redact import redact
 from .common import EXIT_OK, errors_handled
 
 
@@ -30,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     config = load_config()
     if args.uri:
-        print(config.uri or "")
+        print(redact(config.uri or ""))
         return EXIT_OK
     rows = config.describe()
     if args.json:

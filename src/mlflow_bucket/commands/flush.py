@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..redact import redact
 from .common import EXIT_FAILED, EXIT_OK, add_uri_argument, errors_handled, open_target, resolve
 
 
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     left = orphaned(spool_folders(base))
     if not done or left:
         error = spool.last_error
-        print(f"not everything was uploaded{f': {error}' if error else ''}; it stays in {base}")
+        why = f": {redact(str(error))}" if error else ""
+        print(f"not everything was uploaded{why}; it stays in {base}")
         return EXIT_FAILED
     print("uploaded")
     return EXIT_OK

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..redact import redact
 from .common import (
     EXIT_OK,
     EXIT_USAGE,
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc), EXIT_USAGE) from None
     with open_target(target) as store:
         if read_marker(store) is None:
-            print(f"{target.uri}: empty, nothing to collect")
+            print(f"{redact(target.uri)}: empty, nothing to collect")
             return EXIT_OK
         cache = object_cache(store, target)
         specs = all_logs(store)
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         urls = {o.key: store.url(o.key) for p in plans for o in p.objects}
     if args.json:
         doc: dict[str, object] = {
-            "uri": target.uri,
+            "uri": redact(target.uri),
             "dry_run": args.dry_run,
             "retention": retention,
         }

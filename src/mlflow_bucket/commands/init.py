@@ -16,6 +16,7 @@ from ..project import (
     load_config,
     project_table_text,
 )
+from ..redact import redact
 from .common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -95,7 +96,8 @@ def _check_access(target: Target) -> None:
                 EXIT_FAILED,
             )
         doc = ensure_marker(store)
-        print(f"format marker: version {doc['version']} at {store.url('mlflow-bucket.json')}")
+        marker = redact(store.url("mlflow-bucket.json"))
+        print(f"format marker: version {doc['version']} at {marker}")
 
 
 def _written_uri(uri: str, folder: Path) -> str:
@@ -130,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
                 same = False
             if not same:
                 raise CommandError(
-                    f"{path} already names a store ({configured!r}); edit it there",
+                    f"{path} already names a store ({redact(str(configured))!r}); edit it there",
                     EXIT_CONFIG,
                 )
     pyproject = folder / PYPROJECT

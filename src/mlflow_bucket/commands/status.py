@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from ..redact import redact
 from .common import (
     EXIT_OK,
     add_uri_argument,
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         folders = spool_folders(spool_dir(store, target.config.settings))
     if args.json:
         doc: dict[str, Any] = {
-            "uri": target.uri,
+            "uri": redact(target.uri),
             "format_version": marker.get("version") if marker else None,
             "experiments": [asdict(e) for e in summary.experiments] if summary else [],
             "registered_models": summary.registered_models if summary else 0,
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(doc, indent=2, default=str))
         return EXIT_OK
-    print(f"store: {target.uri}")
+    print(f"store: {redact(target.uri)}")
     if summary is None:
         print("empty: nothing has been logged yet (no format marker)")
     else:

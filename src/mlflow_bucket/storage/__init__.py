@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..redact import install_log_redaction
 from .base import ListPage, ObjectInfo, ObjectStore
 from .errors import (
     AlreadyExists,
@@ -65,7 +66,12 @@ def open_store(uri: str, **options: Any) -> ObjectStore:
     ``options`` go to the backend: for gs:// and s3:// they are the
     storage options gcsfs and s3fs take (endpoint_url, token, key, ...);
     credentials otherwise come from the clouds' usual places.
+
+    Opening a store installs the log redaction (``mlflow_bucket.redact``):
+    from then on, records of the SDKs' and HTTP clients' loggers (botocore's
+    DEBUG dumps of request headers among them) carry no credential.
     """
+    install_log_redaction()
     scheme, bucket, root = split_uri(uri)
     retry = options.pop("retry", None)
     concurrency = options.pop("concurrency", None)

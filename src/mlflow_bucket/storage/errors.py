@@ -3,10 +3,14 @@
 Every backend maps its client's exceptions onto these, so that the retry
 policy and the callers above never see a gcsfs, botocore or OS error type.
 Messages always name the operation, the object's URL and, when there was
-one, the HTTP status.
+one, the HTTP status; a client's text can carry a URL with credentials (an
+endpoint's ``user:password@``, a signed query), so message and URL are
+redacted (``mlflow_bucket.redact``) before anything shows them.
 """
 
 from __future__ import annotations
+
+from ..redact import redact
 
 
 class StorageError(Exception):
@@ -20,9 +24,9 @@ class StorageError(Exception):
         url: str = "",
         status: int | None = None,
     ) -> None:
-        self.message = message
+        self.message = redact(message)
         self.operation = operation
-        self.url = url
+        self.url = redact(url)
         self.status = status
         super().__init__(self._render())
 
