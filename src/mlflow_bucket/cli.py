@@ -31,12 +31,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     register(sub)
     ui = sub.add_parser(
-        "ui", help="run MLflow's UI on localhost over a store (until Ctrl-C), print its URL"
+        "ui",
+        help="run MLflow's UI on localhost over a store (until Ctrl-C), print its URL",
+        description=(
+            "Run MLflow's own server and UI over the store, with your credentials, until "
+            "Ctrl-C. It has no login: on an address other than 127.0.0.1 (--host 0.0.0.0) "
+            "anyone who can reach the port reads and writes the store as you, and the "
+            "command says so. Only the Host names given (--host, --allowed-hosts) and the "
+            "loopback names are served (docs/ui.md)."
+        ),
     )
     from .commands.common import add_uri_argument
 
     add_uri_argument(ui)
-    ui.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    ui.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only); any other "
+        "serves the store with your credentials to whoever reaches the port",
+    )
+    ui.add_argument(
+        "--allowed-hosts",
+        default="",
+        metavar="NAMES",
+        help="comma-separated Host names the server answers besides --host and the "
+        "loopback names (the names others type in their browser: a DNS name, an address)",
+    )
     ui.add_argument("--port", type=int, default=5000, help="port (0: any free one)")
     # The registry's promotion lives with the MLflow plugins; its parser imports no MLflow.
     from mlflow_bucket_plugins.registry.promote import build_promote_parser
@@ -64,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ui":
         from .ui import run as run_ui
 
-        return run_ui(args.uri, args.host, args.port)
+        extra = [name.strip() for name in args.allowed_hosts.split(",") if name.strip()]
+        return run_ui(args.uri, args.host, args.port, extra)
     if args.command == "promote":
         from mlflow_bucket_plugins.registry.promote import run_promote
 

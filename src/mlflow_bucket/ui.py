@@ -17,11 +17,21 @@ mode (``--serve-artifacts``) would only change experiments created through this
 server, to ``mlflow-artifacts:/`` locations that scripts logging straight to the
 bucket could not resolve. So the server gets ``--no-serve-artifacts`` and the
 store's own artifact root as its default.
+
+Who may reach it: the server reads and writes the store with the credentials
+of whoever runs the command, and has no login. On 127.0.0.1 (the default)
+that is this machine's users only. On any other address (``--host 0.0.0.0``)
+it is anyone who can reach the port, so the command says so before it
+starts. Either way MLflow's allowed-hosts list is set to the names given
+(``--host``, ``--allowed-hosts``) and the loopback names, so a page of
+another site (DNS rebinding) gets a 403; and the CORS origins to the same
+names, so the UI's own writes work when it is opened by one of them.
 """
 
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 import json
 import os
 import signal
@@ -33,13 +43,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from .commands.common import EXIT_FAILED, EXIT_USAGE, CommandError, resolve
+from .redact import redact
 from .storage import split_uri
 
 DEFAULT_HOST = "127.0.0.1"
@@ -47,6 +58,8 @@ DEFAULT_PORT = 5000
 # Importing MLflow and its server takes a while on a loaded machine.
 STARTUP_TIMEOUT = 180.0
 STOP_TIMEOUT = 20.0
+# The Host names a server on any address accepts besides those given.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
 class UiError(RuntimeError):
@@ -107,7 +120,107 @@ def default_artifact_root(uri: str) -> str:
     return f"{base}/artifacts"
 
 
-def server_command(served: Served, host: str, port: int) -> list[str]:
+# -- who may reach the server ----------------------------------------------------------
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a server listening on ``host`` is reachable from this machine only:
+    127.0.0.0/8, ::1, ``localhost``, or a name that resolves only to those."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    address = _ip(host)
+    if address is not None:
+        return address.is_loopback
+    try:
+        found = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(found) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]).is_loopback for info in found
+    )
+
+
+def _is_wildcard(host: str) -> bool:
+    address = _ip(host)
+    return address is not None and address.is_unspecified
+
+
+def _host_name(host: str) -> str:
+    """``host`` as a Host header names it: an IPv6 address in brackets."""
+    address = _ip(host)
+    return f"[{address}]" if address is not None and address.version == 6 else host.lower()
+
+
+def _has_port(name: str) -> bool:
+    """``name:port`` or ``[v6]:port`` (a bare IPv6 address has colons too)."""
+    if name.startswith("["):
+        return "]:" in name
+    return name.count(":") == 1
+
+
+def allowed_hosts(host: str, port: int, extra: Sequence[str] = ()) -> list[str]:
+    """The Host headers the server accepts: ``host`` and the names in ``extra``,
+    each alone and with ``:port``, and the loopback names. A name with a
+    port or a ``*`` (MLflow matches those as patterns) is taken as it is."""
+    names: list[str] = []
+    for name in (host, *LOOPBACK_NAMES, *extra):
+        name = name.strip()
+        if not name:
+            continue
+        bare = _host_name(name)
+        forms = [bare] if "*" in bare or _has_port(bare) else [bare, f"{bare}:{port}"]
+        names.extend(form for form in forms if form not in names)
+    return names
+
+
+def cors_origins(hosts: Sequence[str], port: int) -> list[str]:
+    """The origins the UI's pages have when opened by one of ``hosts`` (what
+    allowed_hosts gives): MLflow refuses a write whose Origin is neither a
+    loopback one nor listed, and a browser sends the page's origin with each."""
+    origins: list[str] = []
+    for name in hosts:
+        bare = name.rsplit(":", 1)[0] if _has_port(name) else name
+        if "*" in name or bare in LOOPBACK_NAMES:  # MLflow takes loopback origins anyway
+            continue
+        origin = f"http://{name}" if _has_port(name) else f"http://{name}:{port}"
+        if origin not in origins:
+            origins.append(origin)
+    return origins
+
+
+def exposure_warning(served: Served, host: str, port: int, hosts: Sequence[str]) -> str:
+    """What ``ui`` says before it starts on an address other machines can reach."""
+    where = "every address of this machine" if _is_wildcard(host) else host
+    names = ", ".join(h for h in hosts if not h.endswith(f":{port}"))
+    return (
+        f"WARNING: the MLflow UI will listen on {where} (port {port}), not on this "
+        "machine's loopback address only.\n"
+        f"It serves the store {redact(served.uri)} with YOUR bucket credentials and asks "
+        "no one for a login: anyone who can reach this port over the network can read "
+        "every run, metric and artifact in it, and create, change or delete experiments, "
+        "runs and models there, as you.\n"
+        f"Requests are accepted only with these Host names: {names} (name more with "
+        "--allowed-hosts). That stops other web sites' pages in a browser (DNS "
+        "rebinding); it does not stop anyone on the network, who can send any Host.\n"
+        "To restrict it: run it on 127.0.0.1 (the default) and let others reach it "
+        f"through an SSH tunnel (ssh -L {port}:127.0.0.1:{port} this-machine), or keep "
+        "this port behind a firewall or an authenticating reverse proxy; or let each "
+        "person run mlflow-bucket ui with their own credentials."
+    )
+
+
+def server_command(
+    served: Served, host: str, port: int, allowed: Sequence[str] | None = None
+) -> list[str]:
+    hosts = list(allowed) if allowed is not None else allowed_hosts(host, port)
+    origins = cors_origins(hosts, port)
     return [
         sys.executable,
         "-m",
@@ -126,6 +239,11 @@ def server_command(served: Served, host: str, port: int) -> list[str]:
         str(port),
         "--workers",
         "1",
+        # Only these Host headers are served (MLflow's default also takes any
+        # private address); /health answers any.
+        "--allowed-hosts",
+        ",".join(hosts),
+        *(["--cors-allowed-origins", ",".join(origins)] if origins else []),
         # Tracebacks still go to the log; one line per request would bury them.
         "--uvicorn-opts",
         "--no-access-log",
@@ -142,8 +260,13 @@ def _server_env(extra: Mapping[str, str] | None) -> dict[str, str]:
     return env
 
 
+def _family(host: str) -> socket.AddressFamily:
+    address = _ip(host)
+    return socket.AF_INET6 if address is not None and address.version == 6 else socket.AF_INET
+
+
 def _check_port(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
         # As uvicorn binds: connections of a server just stopped do not count.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -157,7 +280,7 @@ def _check_port(host: str, port: int) -> None:
 
 def free_port(host: str = DEFAULT_HOST) -> int:
     """A port that was free a moment ago (``--port 0``)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
@@ -210,7 +333,9 @@ class UiServer:
             )
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:2000]
-            raise UiError(f"the server cannot read {self.uri}: {exc.code} {detail}") from None
+            raise UiError(
+                f"the server cannot read {redact(self.uri)}: {exc.code} {redact(detail)}"
+            ) from None
         return [exp["experiment_id"] for exp in doc.get("experiments", [])]
 
     def warm(self, experiment_ids: list[str]) -> None:
@@ -269,6 +394,15 @@ def _die_with_parent() -> Callable[[], None] | None:
     return set_signal
 
 
+def local_url(host: str, port: int) -> str:
+    """How this machine reaches a server listening on ``host``: a wildcard
+    address (0.0.0.0, ::) through the loopback one."""
+    address = _ip(host)
+    if address is not None and address.is_unspecified:
+        host = "::1" if address.version == 6 else "127.0.0.1"
+    return f"http://{_host_name(host)}:{port}"
+
+
 @contextmanager
 def serve(
     served: Served,
@@ -277,12 +411,21 @@ def serve(
     *,
     env: Mapping[str, str] | None = None,
     output: IO[bytes] | None = None,
+    extra_hosts: Sequence[str] = (),
+    announce: Callable[[list[str], int], None] | None = None,
 ) -> Iterator[UiServer]:
-    """A started, loaded ``mlflow server`` over ``served``; stopped on exit."""
+    """A started, loaded ``mlflow server`` over ``served``; stopped on exit.
+
+    ``extra_hosts``: Host names accepted besides ``host`` and the loopback
+    ones. ``announce(hosts, port)`` is called once the port is known, before
+    the server starts (the command's warning)."""
     if port == 0:
         port = free_port(host)
     _check_port(host, port)
-    command = server_command(served, host, port)
+    hosts = allowed_hosts(host, port, extra_hosts)
+    if announce is not None:
+        announce(hosts, port)
+    command = server_command(served, host, port, hosts)
     # A session of its own: Ctrl-C reaches this process only, which then stops
     # the server with one SIGTERM (uvicorn given SIGINT by the terminal and again
     # by mlflow's CLI would force-quit with a traceback).
@@ -294,7 +437,7 @@ def serve(
         start_new_session=True,
         preexec_fn=_die_with_parent(),
     )
-    server = UiServer(uri=served.uri, url=f"http://{host}:{port}", process=process)
+    server = UiServer(uri=served.uri, url=local_url(host, port), process=process)
     try:
         server.wait_ready()
         ids = server.load()
@@ -330,18 +473,30 @@ def wait_until_stopped(server: UiServer) -> int:
     return 1
 
 
-def run(uri: str | None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
+def run(
+    uri: str | None,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    extra_hosts: Sequence[str] = (),
+) -> int:
     """The command: serve until Ctrl-C. Exit code 1 with a message if it cannot."""
     try:
         with interruptible():
             served = resolve_store(uri)
-            print(f"Starting the MLflow UI on {served.uri} ...", flush=True)
-            with serve(served, host, port) as server:
-                print(f"MLflow UI for {served.uri}: {server.url}", flush=True)
+            shown = redact(served.uri)
+
+            def announce(hosts: list[str], chosen_port: int) -> None:
+                if not is_loopback(host):
+                    warning = exposure_warning(served, host, chosen_port, hosts)
+                    print(f"\n{warning}\n", file=sys.stderr, flush=True)
+
+            print(f"Starting the MLflow UI on {shown} ...", flush=True)
+            with serve(served, host, port, extra_hosts=extra_hosts, announce=announce) as server:
+                print(f"MLflow UI for {shown}: {server.url}", flush=True)
                 print("Press Ctrl-C to stop.", flush=True)
                 return wait_until_stopped(server)
     except UiError as exc:
-        print(f"mlflow-bucket ui: error: {exc}", file=sys.stderr)
+        print(f"mlflow-bucket ui: error: {redact(str(exc))}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130

@@ -1,4 +1,4 @@
-"""``mlflow-bucket ui`` before any server starts: which store, and clear refusals."""
+"""``mlflow-bucket ui``: which store, clear refusals, stopping, and who may reach it."""
 
 from __future__ import annotations
 
@@ -9,12 +9,21 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from mlflow_bucket.ui import resolve_store, serve
+from mlflow_bucket.ui import (
+    Served,
+    allowed_hosts,
+    cors_origins,
+    is_loopback,
+    resolve_store,
+    serve,
+    server_command,
+)
 
 
 def _ui(
@@ -96,10 +105,10 @@ def test_a_port_in_use_is_refused_before_anything_starts(no_config: Path) -> Non
             pass
 
 
-def _start_ui(store: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start_ui(store: Path, log: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
     """``mlflow-bucket ui`` as from a terminal: its own process group, SIGINT armed."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow_bucket.cli", "ui", str(store), "--port", "0"],
+        [sys.executable, "-m", "mlflow_bucket.cli", "ui", str(store), "--port", "0", *args],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -140,6 +149,8 @@ def test_ctrl_c_stops_the_server_cleanly(no_config: Path) -> None:
     assert process.wait(timeout=60) == 0
     assert _gone(url)
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    # On the loopback address: no warning.
+    assert "WARNING: the MLflow UI" not in log.read_text()
 
 
 @pytest.mark.slow
@@ -150,3 +161,104 @@ def test_the_server_does_not_outlive_a_killed_command(no_config: Path) -> None:
     process.kill()
     process.wait()
     assert _gone(url)
+
+
+# -- who may reach it ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.1.1", True),  # Debian's name for the machine's own address
+        ("::1", True),
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.5", False),
+        ("10.0.0.7", False),
+        ("no-such-host.invalid", False),
+    ],
+)
+def test_which_addresses_are_this_machine_only(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_only_the_names_given_and_the_loopback_ones_are_allowed() -> None:
+    assert allowed_hosts("127.0.0.1", 5000) == [
+        "127.0.0.1", "127.0.0.1:5000", "localhost", "localhost:5000", "[::1]", "[::1]:5000",
+    ]  # fmt: skip
+    hosts = allowed_hosts(
+        "0.0.0.0", 5001, ["mlflow.team.example", "10.0.0.7:8080", "*.lan", "fd00::1"]
+    )
+    assert hosts == [
+        "0.0.0.0", "0.0.0.0:5001",
+        "localhost", "localhost:5001", "127.0.0.1", "127.0.0.1:5001", "[::1]", "[::1]:5001",
+        "mlflow.team.example", "mlflow.team.example:5001",
+        "10.0.0.7:8080", "*.lan", "[fd00::1]", "[fd00::1]:5001",
+    ]  # fmt: skip
+    assert cors_origins(hosts, 5001) == [
+        "http://0.0.0.0:5001",
+        "http://mlflow.team.example:5001",
+        "http://10.0.0.7:8080",
+        "http://[fd00::1]:5001",
+    ]
+    # What mlflow server is given (both flags exist from MLflow 3.5 on).
+    command = server_command(Served("gs://b/p", "gs://b/p", "gs://b/p/artifacts"), "::", 5001)
+    assert command[command.index("--allowed-hosts") + 1] == ",".join(allowed_hosts("::", 5001))
+    assert command[command.index("--cors-allowed-origins") + 1] == "http://[::]:5001"
+
+
+def _status(url: str, host: str | None = None, origin: str | None = None) -> int:
+    """The status of a request for the experiment list, with these Host and Origin."""
+    headers = {"Content-Type": "application/json"}
+    if host:
+        headers["Host"] = host
+    if origin:
+        headers["Origin"] = origin
+    request = urllib.request.Request(
+        # /api/: MLflow 3.5 checks the Origin of state-changing requests there only.
+        f"{url}/api/2.0/mlflow/experiments/search",
+        data=b'{"max_results": 1}',
+        headers=headers,
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_on_every_address_it_warns_and_serves_only_the_names_given(no_config: Path) -> None:
+    log = no_config / "ui.log"
+    name = "mlflow.team.example"
+    process, url = _start_ui(no_config / "store", log, "--host", "0.0.0.0", "--allowed-hosts", name)
+    try:
+        port = url.rsplit(":", 1)[1]
+        text = log.read_text()
+        # Before the server starts: who can reach it, with whose credentials, and what to do.
+        assert text.index("WARNING: the MLflow UI will listen on every address") < text.index(
+            "MLflow UI for"
+        )
+        warning = " ".join(text.split())
+        assert "with YOUR bucket credentials" in warning
+        assert "anyone who can reach this port over the network" in warning
+        assert f"ssh -L {port}:127.0.0.1:{port}" in warning
+        assert f"Host names: 0.0.0.0, localhost, 127.0.0.1, [::1], {name}" in warning
+        # The names given are served; any other Host is refused (DNS rebinding).
+        assert _status(url) == 200  # 127.0.0.1:port
+        assert _status(url, host=f"localhost:{port}") == 200
+        assert _status(url, host=f"{name}:{port}") == 200
+        assert _status(url, host=f"0.0.0.0:{port}") == 200
+        assert _status(url, host=f"evil.example:{port}") == 403
+        assert _status(url, host=f"192.168.1.5:{port}") == 403  # MLflow's default takes these
+        # The UI opened by a given name may write (its pages send their Origin);
+        # another site's page may not.
+        assert _status(url, host=f"{name}:{port}", origin=f"http://{name}:{port}") == 200
+        assert _status(url, host=f"{name}:{port}", origin="http://evil.example") == 403
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=60)
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
