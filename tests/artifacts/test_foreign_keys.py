@@ -146,9 +146,9 @@ class _Doubler:
     """A pyfunc model (defined lazily: importing mlflow.pyfunc is slow)."""
 
     def __new__(cls) -> Any:
-        import mlflow.pyfunc
+        from mlflow.pyfunc import PythonModel
 
-        class Doubler(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+        class Doubler(PythonModel):
             def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
                 return [2 * x for x in model_input]
 
