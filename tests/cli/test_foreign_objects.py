@@ -65,6 +65,7 @@ def test_commands_on_a_store_with_an_object_past_a_logs_end(cli: Cli, uri: str) 
     assert doctor.code == 0, doctor.out
     line = next(line for line in doctor.out.splitlines() if line.startswith("[WARN] logs:"))
     assert url in line and "past a gap" in line
+    assert doctor.out.rstrip().endswith("1 warned, 0 failed"), doctor.out
     # Nothing was lost, and writers go on after the true end.
     log_runs(uri, "alpha", 1)
     assert "3 run(s)" in cli("status", uri).out
