@@ -37,3 +37,38 @@ def test_stores_and_artifacts_give_one_code_per_failure(exc: Exception, code: st
     with pytest.raises(MlflowException) as from_artifacts, artifacts._mlflow_errors("download"):
         raise exc
     assert from_store.value.error_code == from_artifacts.value.error_code == code
+
+
+class _Base:
+    """As MLflow's AbstractStore: a public method inherited as is, calling a private hook."""
+
+    def search(self, exc: Exception) -> None:
+        self._search(exc)
+
+    def _search(self, exc: Exception) -> None:
+        raise NotImplementedError
+
+
+@storage_errors_as_mlflow
+class _Hooked(_Base):
+    def _search(self, exc: Exception) -> None:
+        raise exc
+
+    def _hard_delete_run(self, exc: Exception) -> None:  # what `mlflow gc` calls
+        raise exc
+
+    def _helper(self, exc: Exception) -> None:  # ours alone: left as it is
+        raise exc
+
+
+def test_hooks_and_private_entry_points_mlflow_calls_convert_too() -> None:
+    """MLflow's inherited search_runs calls the store's _search_runs, and `mlflow gc`
+    and the server call a few private methods directly: a storage error there
+    reached MLflow unconverted (the server answered 500)."""
+    with pytest.raises(MlflowException) as err:
+        _Hooked().search(TransientError("list gs://b/k: 503"))
+    assert err.value.error_code == "TEMPORARILY_UNAVAILABLE"
+    with pytest.raises(MlflowException):
+        _Hooked()._hard_delete_run(StorageError("x"))
+    with pytest.raises(StorageError):
+        _Hooked()._helper(StorageError("x"))

@@ -19,12 +19,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
     INTERNAL_ERROR,
     INVALID_PARAMETER_VALUE,
+    INVALID_STATE,
     PERMISSION_DENIED,
     RESOURCE_DOES_NOT_EXIST,
     TEMPORARILY_UNAVAILABLE,
     ErrorCode,
 )
 
+from mlflow_bucket.log.codec import FormatTooNew
 from mlflow_bucket.storage import (
     InvalidKey,
     NotFound,
@@ -54,6 +56,8 @@ def error_code(exc: BaseException) -> int:
         return RESOURCE_DOES_NOT_EXIST
     if isinstance(exc, InvalidKey):
         return INVALID_PARAMETER_VALUE
+    if isinstance(exc, FormatTooNew):
+        return INVALID_STATE  # written by a newer release: upgrade (as a newer marker)
     return INTERNAL_ERROR
 
 
@@ -78,10 +82,33 @@ def _converting(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+# Private methods of a store that MLflow calls itself: `mlflow gc`, the server.
+MLFLOW_PRIVATE_CALLS = frozenset(
+    {
+        "_search_datasets",
+        "_get_deleted_runs",
+        "_hard_delete_run",
+        "_get_deleted_logged_models",
+        "_hard_delete_logged_model",
+        "_hard_delete_experiment",
+    }
+)
+
+
+def _called_by_mlflow(cls: type, name: str) -> bool:
+    """Public, a private hook overriding a base's (MLflow's inherited search_runs
+    calls the store's _search_runs), or a private method MLflow calls directly."""
+    if not name.startswith("_"):
+        return True
+    if name.startswith("__"):
+        return False
+    return name in MLFLOW_PRIVATE_CALLS or any(name in vars(base) for base in cls.__mro__[1:])
+
+
 def storage_errors_as_mlflow(cls: C) -> C:
-    """Class decorator: every public method of ``cls`` raises MlflowException
-    instead of the engine's StorageError."""
+    """Class decorator: every method of ``cls`` MLflow calls raises MlflowException
+    instead of the engine's StorageError (only the outermost call converts)."""
     for name, attr in list(vars(cls).items()):
-        if not name.startswith("_") and inspect.isfunction(attr):
+        if inspect.isfunction(attr) and _called_by_mlflow(cls, name):
             setattr(cls, name, _converting(attr))
     return cls

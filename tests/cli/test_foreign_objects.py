@@ -8,6 +8,7 @@ the GCS emulator.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import time
@@ -107,3 +108,18 @@ def test_a_damaged_newest_checkpoint_after_gc_is_one_line_and_nothing_is_lost(
     _no_traceback(status.err)
     assert "4 run(s)" in status.out
     assert f"warning: skipping {store.url(newest)}" in status.out
+
+
+def test_an_object_of_a_newer_format_is_one_line_naming_it(cli: Cli, uri: str) -> None:
+    log_runs(uri, "alpha", 1)
+    store = _store(uri)
+    log = Log(store, "tracking/exp/1", cache=None)
+    key = log.key(log.tail() + 1)
+    newer = {"format": "mlflow-bucket/log", "version": 99, "entries": [], "batches": []}
+    store.put(key, gzip.compress(json.dumps(newer).encode()))
+    for args in (("status",), ("compact",)):
+        result = cli(*args, uri)
+        assert result.code == 1, (args, result.out, result.err)
+        _no_traceback(result.err)
+        (line,) = result.err.splitlines()
+        assert store.url(key) in line and "version 99" in line and "upgrade" in line

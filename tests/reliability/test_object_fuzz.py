@@ -689,6 +689,27 @@ def test_each_damage_case_costs_only_itself(
     assert all(after.runs[r] == n for r, n in baseline.runs.items())
 
 
+def test_an_object_of_a_newer_format_is_an_mlflow_error_naming_it(fresh_state: Any) -> None:
+    """Not skipped (a newer release wrote it: nothing is read, upgrade), but an
+    MlflowException with MLflow's INVALID_STATE, as for a newer format marker."""
+    memory.reset_memory_buckets()
+    uri = f"memory://{BUCKET}/mlflow"
+    fresh_state()
+    client = MlflowClient(uri)
+    eid = client.create_experiment("e")
+    client.create_run(eid)
+    _flush(client)
+    fresh_state()
+    store = open_store(uri)
+    log = Log(store, f"tracking/exp/{eid}", cache=None)
+    key = log.key(log.tail() + 1)
+    newer = {"format": "mlflow-bucket/log", "version": 99, "entries": [], "batches": []}
+    store.put(key, gzip.compress(json.dumps(newer).encode()))
+    with pytest.raises(MlflowException, match="version 99") as err:
+        MlflowClient(uri).search_runs([eid])
+    assert err.value.error_code == "INVALID_STATE" and store.url(key) in str(err.value)
+
+
 # -- regressions the fuzzer found ---------------------------------------------------------------
 
 

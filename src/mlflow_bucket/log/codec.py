@@ -20,6 +20,8 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
+from ..storage.errors import StorageError
+
 # The on-bucket format version this code writes and the newest it reads.
 FORMAT_VERSION = 1
 
@@ -41,16 +43,22 @@ class CorruptObject(ValueError):
         super().__init__(f"{where}: not a valid mlflow-bucket object: {reason}")
 
 
-class FormatTooNew(ValueError):
-    """An object written by a newer release, in a format this code cannot read."""
+class FormatTooNew(StorageError, ValueError):
+    """An object written by a newer release, in a format this code cannot read.
+
+    A StorageError (the bucket's state stops the call), so that it reaches
+    MLflow as an MlflowException (INVALID_STATE, as a newer format marker
+    does) and the command line as one line; a ValueError as it always was.
+    """
 
     def __init__(self, where: str, found: int, known: int) -> None:
         self.where = where
         self.found = found
         self.known = known
         super().__init__(
-            f"{where}: written in on-bucket format version {found}, but this "
-            f"mlflow-bucket reads versions up to {known}; upgrade mlflow-bucket"
+            f"written in on-bucket format version {found}, but this "
+            f"mlflow-bucket reads versions up to {known}; upgrade mlflow-bucket",
+            url=where,
         )
 
 
