@@ -298,7 +298,7 @@ class Backend:
         # Where experiments created by this process keep their artifacts (the
         # configured artifact_root, else this default). An experiment keeps the root
         # it was created with (its exp.create entry); experiments whose entry names
-        # none (Default, and those of writers before format 1.1) use the default, so
+        # none (Default, and those of writers before `root` existed) use the default, so
         # that every reader finds the same place whatever its own settings.
         self.default_artifact_root = f"{self.store.uri}/artifacts"
         self.artifact_root = self.default_artifact_root
